@@ -1,0 +1,28 @@
+"""Command-line interface: ``ovtools <command> --help``.
+
+Each command lives in its own module and registers itself on
+:data:`ovtools.cli.app.app`; importing this package imports them all.
+Exit codes: 0 success, 1 some item failed (batch runs carry on), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .app import app
+
+_COMMAND_MODULES = ["models", "classify", "detect", "train", "evaluate", "probe", "datagen"]
+for _name in _COMMAND_MODULES:
+    try:
+        importlib.import_module(f"{__name__}.{_name}")
+    except ModuleNotFoundError as _e:  # a command module not written yet
+        if _e.name != f"{__name__}.{_name}":
+            raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,259 @@
+"""Resolve a model spec (open_clip name + tag, ``hf-hub:`` id, local file) to a model.
+
+Three ways to name weights, all through open_clip:
+
+* ``model="ViT-B-32", pretrained="laion2b_s34b_b79k"`` — an open_clip name and
+  pretrained tag (``ovtools models`` lists them); downloaded once to the
+  Hugging Face cache.
+* ``model="hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"`` — a hub repository.
+* ``model="ViT-B-32", pretrained="/path/weights.safetensors"`` (or ``.pt``/``.bin``)
+  — a local checkpoint for that architecture; no network at all.
+
+``pretrained=None`` builds the architecture with random weights (tests,
+benchmarks).  Architectures shipped by ovtools (``model_configs/*.json``) are
+registered with ``open_clip.add_model_config`` on import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+
+from ..errors import UnknownNameError, WeightsUnavailableError
+from ..resources import checkpoints_dir, model_configs_dir
+
+open_clip.add_model_config(model_configs_dir())
+
+# Shipped checkpoints, addressed like an open_clip pretrained tag.
+SHIPPED_TAGS: dict[tuple[str, str], str] = {
+    ("ovtools-shapes", "shapes"): "ovtools-shapes.safetensors",
+}
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What :func:`load_clip` returns.
+
+    Attributes:
+        model: the open_clip ``CLIP`` module in eval mode, on ``device``.
+        tokenizer: open_clip tokenizer for the model (callable ``list[str] -> LongTensor (T, L)``).
+        device: where the model lives.
+        dtype: parameter dtype actually used (after any fallback).
+        model_id: stable string naming model and weights (used as a cache key).
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+    model_id: str
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` → CUDA if available, else MPS, else CPU.
+
+    Raises:
+        ValueError: ``device`` names a device type torch does not know, or CUDA
+            is asked for but not available.
+    """
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device={device!r} is not a torch device (try 'cpu', 'cuda', 'cuda:1', 'auto')") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} asked for but CUDA is not available on this machine")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """Map ``"fp32" | "fp16" | "bf16"`` to a dtype the device can run.
+
+    Half precision on a CPU (slow or unsupported convolutions) and bf16 on a
+    GPU without bf16 support fall back to fp32 with a ``UserWarning``.
+
+    Raises:
+        ValueError: unknown precision name.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {sorted(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    reason = None
+    if dtype == torch.float16 and device.type == "cpu":
+        reason = "fp16 is not supported for CLIP inference on the CPU"
+    elif dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        reason = "this GPU has no bf16 support"
+    elif dtype != torch.float32 and device.type == "mps" and dtype == torch.bfloat16:
+        reason = "bf16 is not supported on MPS"
+    if reason:
+        warnings.warn(f"precision={precision!r}: {reason}; falling back to fp32", UserWarning, stacklevel=3)
+        return torch.float32
+    return dtype
+
+
+def _is_local_file(pretrained: str | None) -> bool:
+    return pretrained is not None and (
+        Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"} or Path(pretrained).is_file()
+    )
+
+
+def _check_name(model: str, pretrained: str | None) -> None:
+    if model.startswith("hf-hub:"):
+        return
+    if model not in open_clip.list_models():
+        close = [m for m in open_clip.list_models() if model.lower().split("-")[0] in m.lower()][:15]
+        raise UnknownNameError(
+            f"unknown model {model!r}; similar open_clip names: {close or open_clip.list_models()[:15]} "
+            "(`ovtools models` lists all)"
+        )
+    if pretrained is None or _is_local_file(pretrained) or (model, pretrained) in SHIPPED_TAGS:
+        return
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if pretrained not in tags:
+        shipped = [t for (m, t) in SHIPPED_TAGS if m == model]
+        raise UnknownNameError(
+            f"model {model!r} has no pretrained tag {pretrained!r}; valid tags: {sorted(tags) + shipped}, "
+            "or a path to a local .safetensors/.pt checkpoint"
+        )
+
+
+def _load_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(sd, dict) and "state_dict" in sd:
+        sd = sd["state_dict"]
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def weights_fingerprint(net: torch.nn.Module) -> str:
+    """Short hash of a model's weights (shapes + a sample of every tensor).
+
+    Used in cache keys, so that two checkpoints (or two random initialisations)
+    with the same name never share cached text embeddings.
+    """
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    with torch.no_grad():
+        for name, p in net.state_dict().items():
+            flat = p.detach().reshape(-1)[:4096].to("cpu", torch.float32)
+            h.update(name.encode())
+            h.update(str(tuple(p.shape)).encode())
+            h.update(flat.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the Hugging Face endpoint (``HF_ENDPOINT``), so offline runs fail in seconds."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline_if_unreachable(needed: bool):
+    """Put huggingface_hub in offline mode (cache only, no retries) when the hub cannot be reached."""
+    if not needed or _hub_reachable():
+        yield
+        return
+    import huggingface_hub.constants as hf_constants
+
+    was = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = was
+
+
+def load_clip(
+    model: str,
+    pretrained: str | None,
+    device: str | torch.device | None = "auto",
+    precision: str = "fp32",
+) -> LoadedModel:
+    """Build an open_clip model and tokenizer with the requested weights.
+
+    Args:
+        model: open_clip architecture name (``"ViT-B-32"``) or ``"hf-hub:org/repo"``.
+        pretrained: open_clip pretrained tag, path to a local checkpoint
+            (``.safetensors``, ``.pt``, ``.bin``), or ``None`` for random weights.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (falls back to fp32 with a
+            warning where the device cannot run it).
+
+    Returns:
+        A :class:`LoadedModel`.
+
+    Raises:
+        UnknownNameError: unknown architecture or pretrained tag (lists valid ones).
+        FileNotFoundError: a local checkpoint path does not exist.
+        WeightsUnavailableError: the weights are not cached and cannot be downloaded
+            (offline); the message names model and tag and how to use a local file.
+    """
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    _check_name(model, pretrained)
+    local: Path | None = None
+    if (model, pretrained) in SHIPPED_TAGS:
+        local = checkpoints_dir() / SHIPPED_TAGS[(model, pretrained)]
+    elif _is_local_file(pretrained):
+        local = Path(pretrained).expanduser()
+    if local is not None and not local.is_file():
+        raise FileNotFoundError(f"checkpoint for model {model!r} not found: {local}")
+
+    # open_clip logs "No pretrained weights loaded" for random init; that is intended here.
+    logging.getLogger().disabled, was = True, logging.getLogger().disabled
+    remote = local is None and (pretrained is not None or model.startswith("hf-hub:"))
+    try:
+        with _hub_offline_if_unreachable(remote):
+            net = open_clip.create_model(
+                model, pretrained=None if local is not None else pretrained, device="cpu"
+            )
+            tokenizer = open_clip.get_tokenizer(model)
+    except Exception as e:  # network / hub errors come in many types
+        if pretrained is None and not model.startswith("hf-hub:"):
+            raise
+        arch = "<architecture>" if model.startswith("hf-hub:") else model
+        raise WeightsUnavailableError(
+            f"weights for model {model!r} pretrained {pretrained!r} are not in the local cache and could not be "
+            "downloaded (offline?). Fetch them once on a connected machine (they go to ~/.cache/huggingface), "
+            f"or pass a local checkpoint: --model {arch} --pretrained /path/to/open_clip_model.safetensors "
+            f"(cause: {type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from e
+    finally:
+        logging.getLogger().disabled = was
+    if local is not None:
+        try:
+            state = _load_state_dict(local)
+            net.load_state_dict(state, strict=True)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise WeightsUnavailableError(
+                f"checkpoint {local} does not fit model {model!r}: {str(e).splitlines()[0]}"
+            ) from e
+    net = net.to(device=dev, dtype=dtype).eval()
+    ident = f"{model}|{pretrained if local is None else local.name}|{weights_fingerprint(net)}"
+    return LoadedModel(model=net, tokenizer=tokenizer, device=dev, dtype=dtype, model_id=ident)

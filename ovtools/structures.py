@@ -1,0 +1,181 @@
+"""Result types: :class:`Classifications` and :class:`Detections`.
+
+Validated on construction (shapes, dtypes, finiteness) in the manner of
+supervision's ``Detections``: a wrong shape raises ``ValueError`` naming the
+field, the expected and the actual shape.  Empty results keep their shapes,
+e.g. ``xyxy`` is ``(0, 4)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _as(arr, dtype, name: str, shape: tuple) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.size == 0:
+        a = a.reshape(tuple(0 if s is None else s for s in shape)) if a.ndim != len(shape) else a
+    if a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
+        want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+    if np.issubdtype(dtype, np.floating) and not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.astype(dtype, copy=False)
+    if np.issubdtype(dtype, np.floating) and not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+@dataclass
+class Detections:
+    """Detections in pixel coordinates of the original (EXIF-corrected) image.
+
+    Attributes:
+        xyxy: float32 (N, 4), ``x_min, y_min, x_max, y_max`` in pixels, origin top-left,
+            ``0 <= x <= width``, ``0 <= y <= height``.
+        confidence: float32 (N,), in [0, 1] (see the head's docs for its meaning).
+        class_id: int64 (N,), index into ``class_names``.
+        class_names: names of the class space, indexed by ``class_id``.
+        mask: optional bool (N, H, W) instance masks at the image's size.
+        data: extra per-detection arrays, each with first dimension N (e.g. ``"logits"``).
+        image_size: ``(height, width)`` of the image the boxes refer to, if known.
+
+    Raises:
+        ValueError: on construction, if a field has the wrong shape or non-finite values,
+            a ``class_id`` is out of range, or a box has ``x_max < x_min``.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    image_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.xyxy = _as(self.xyxy, np.float32, "xyxy", (None, 4))
+        n = len(self.xyxy)
+        self.confidence = _as(self.confidence, np.float32, "confidence", (n,))
+        self.class_id = _as(self.class_id, np.int64, "class_id", (n,))
+        self.class_names = list(self.class_names)
+        if n and (self.class_id.min() < 0 or (self.class_names and self.class_id.max() >= len(self.class_names))):
+            raise ValueError(f"class_id out of range [0, {len(self.class_names)}): {self.class_id.tolist()}")
+        if n and ((self.xyxy[:, 2] < self.xyxy[:, 0]).any() or (self.xyxy[:, 3] < self.xyxy[:, 1]).any()):
+            raise ValueError("xyxy has boxes with x_max < x_min or y_max < y_min")
+        if self.mask is not None:
+            m = np.asarray(self.mask)
+            if m.ndim != 3 or m.shape[0] != n:
+                raise ValueError(f"mask must have shape ({n}, H, W), got {m.shape}")
+            self.mask = m.astype(bool, copy=False)
+        for k, v in self.data.items():
+            v = np.asarray(v)
+            if v.shape[:1] != (n,):
+                raise ValueError(f"data[{k!r}] must have first dimension {n}, got shape {v.shape}")
+            self.data[k] = v
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @classmethod
+    def empty(cls, class_names: list[str] | None = None, image_size: tuple[int, int] | None = None) -> "Detections":
+        """No detections: ``xyxy`` (0, 4), ``confidence`` and ``class_id`` (0,)."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                   list(class_names or []), image_size=image_size)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class name of each detection."""
+        return [self.class_names[i] for i in self.class_id.tolist()]
+
+    @property
+    def area(self) -> np.ndarray:
+        """float32 (N,) box areas in square pixels."""
+        return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
+
+    def __getitem__(self, index) -> "Detections":
+        """Select detections with an int, slice, index array or boolean mask."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Detections(
+            self.xyxy[index], self.confidence[index], self.class_id[index], self.class_names,
+            None if self.mask is None else self.mask[index],
+            {k: v[index] for k, v in self.data.items()}, self.image_size,
+        )
+
+    def to_supervision(self):
+        """Convert to ``supervision.Detections`` (requires the ``supervision`` package)."""
+        import supervision as sv
+
+        return sv.Detections(xyxy=self.xyxy, confidence=self.confidence, class_id=self.class_id,
+                             mask=self.mask, data={"class_name": np.array(self.labels), **self.data})
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the ``detections`` schema documented in ``ovtools.io.writers``)."""
+        return {
+            "image_size": list(self.image_size) if self.image_size else None,
+            "detections": [
+                {"label": self.class_names[c], "class_id": int(c), "confidence": round(float(s), 6),
+                 "xyxy": [round(float(v), 2) for v in box]}
+                for box, s, c in zip(self.xyxy, self.confidence, self.class_id)
+            ],
+        }
+
+
+@dataclass
+class Classifications:
+    """Zero-shot classification of one or more images.
+
+    Attributes:
+        class_id: int64 (B, k) top-k class ids per image, best first; ``-1`` marks
+            "none of these" when open-set rejection is on.
+        confidence: float32 (B, k), softmax probabilities over the class space at
+            temperature ``logit_scale`` (CLIP §3.1.2), aligned with ``class_id``.
+        class_names: names of the class space.
+        logits: optional float32 (B, C): ``logit_scale * cosine`` for every class.
+        rejected: bool (B,): the top class did not beat its negatives ("none of these").
+
+    Raises:
+        ValueError: on construction, on mismatched shapes or out-of-range ids.
+    """
+
+    class_id: np.ndarray
+    confidence: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+    logits: np.ndarray | None = None
+    rejected: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        cid = np.asarray(self.class_id)
+        if cid.ndim != 2:
+            raise ValueError(f"class_id must have shape (B, k), got {cid.shape}")
+        self.class_id = cid.astype(np.int64, copy=False)
+        b, k = self.class_id.shape
+        self.confidence = _as(self.confidence, np.float32, "confidence", (b, k))
+        self.class_names = list(self.class_names)
+        if self.class_id.size and (self.class_id.min() < -1 or self.class_id.max() >= max(len(self.class_names), 1)):
+            raise ValueError(f"class_id out of range [-1, {len(self.class_names)})")
+        if self.logits is not None:
+            self.logits = _as(self.logits, np.float32, "logits", (b, len(self.class_names)))
+        self.rejected = (np.zeros(b, bool) if self.rejected is None
+                         else _as(self.rejected, bool, "rejected", (b,)))
+
+    def __len__(self) -> int:
+        return len(self.class_id)
+
+    def top1(self) -> list[str | None]:
+        """Best label per image, ``None`` where rejected."""
+        return [None if r or c < 0 else self.class_names[c] for c, r in zip(self.class_id[:, 0], self.rejected)]
+
+    def to_dict(self, index: int = 0) -> dict:
+        """JSON-ready dict for image ``index``."""
+        return {
+            "rejected": bool(self.rejected[index]),
+            "top_k": [
+                {"label": None if c < 0 else self.class_names[c], "class_id": int(c),
+                 "confidence": round(float(s), 6)}
+                for c, s in zip(self.class_id[index], self.confidence[index])
+            ],
+        }
