@@ -73,7 +73,7 @@ def from_pil(img: Image.Image, max_side: int | None = None, path: Path | None = 
     if max_side and max(img.size) > max_side:
         img = img.copy()
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    pixels = np.asarray(img, dtype=np.uint8)
+    pixels = np.array(img, dtype=np.uint8)  # a writable copy (np.asarray of a PIL image is read-only)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageLoadError(f"{path or 'image'}: decoded to unexpected shape {pixels.shape}")
     return LoadedImage(np.ascontiguousarray(pixels), full, path)
@@ -156,6 +156,6 @@ def as_loaded(image, max_side: int | None = None) -> LoadedImage:
         if max_side and max(full) > max_side:
             pil = Image.fromarray(a)
             pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            a = np.asarray(pil)
+            a = np.array(pil)
         return LoadedImage(a, (int(full[0]), int(full[1])))
     raise TypeError(f"expected an image path, PIL image or numpy array, got {type(image).__name__}")

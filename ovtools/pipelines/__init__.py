@@ -1,0 +1,16 @@
+"""What robotics scripts import: load once, call per frame, change classes without reloading.
+
+    from ovtools.pipelines import DetectPipeline, ClassifyPipeline
+    det = DetectPipeline(labels="man in red shirt, dog")             # preset detect-default
+    clf = ClassifyPipeline("classify-default", encoder=det.encoder)  # one model, two pipelines
+
+Presets live in ``pipelines/*.yaml`` (:func:`available_presets`); keyword
+arguments override preset values.
+"""
+
+from .base import Pipeline
+from .classify import ClassifyPipeline
+from .detect import DetectPipeline
+from .presets import available_presets, preset_path
+
+__all__ = ["ClassifyPipeline", "DetectPipeline", "Pipeline", "available_presets", "preset_path"]

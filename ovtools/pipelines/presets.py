@@ -1,0 +1,171 @@
+"""Pipeline presets: YAML files in ``pipelines/`` naming encoder, class space and head settings.
+
+A preset is a flat mapping; every key is documented in the shipped files
+(``pipelines/detect-default.yaml`` is the reference).  Keys common to every
+pipeline are listed in :data:`COMMON_KEYS`; each pipeline adds its own (a
+detection preset accepts every field of
+:class:`~ovtools.heads.detect.DetectConfig`).  An unknown key is a
+:class:`~ovtools.errors.ConfigError` naming the file and the key, so a typo
+never silently falls back to a default.
+
+Settings are resolved in this order, later wins: the pipeline's built-in
+defaults, the preset file, keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import ConfigError, UnknownNameError
+from ..prompts.yamlfile import read_yaml
+from ..resources import presets_dir
+
+#: Keys every pipeline accepts, with their built-in defaults.
+COMMON_KEYS: dict[str, Any] = {
+    "task": None,                      # "detect" | "classify"; must match the pipeline
+    "model": "ViT-B-32",               # open_clip architecture or hf-hub: id
+    "pretrained": "laion2b_s34b_b79k",  # tag, checkpoint path, or None / "none" for random weights
+    "device": "auto",
+    "precision": "fp32",
+    "classes": None,                   # class-space name or YAML path
+    "labels": None,                    # comma-separated labels or a list; replaces ``classes``
+    "templates": None,                 # template set; None → the class space's own, else openai_imagenet
+    "max_side": None,                  # decode at most this many pixels on the longer side
+    "batch_size": 32,                  # images (or crops) per encoder forward pass
+    "cache_dir": None,                 # text-embedding cache folder; None → $OVTOOLS_CACHE_DIR or ~/.cache
+    "use_cache": True,                 # False: recompute text embeddings on every set_labels
+}
+
+_RANDOM_WEIGHTS = {"none", "random", "null", ""}
+
+
+def normalize_pretrained(value: str | None) -> str | None:
+    """``None`` or the strings ``"none"``/``"random"`` (any case) → ``None`` (random weights); else unchanged."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _RANDOM_WEIGHTS):
+        return None
+    return str(value)
+
+
+def available_presets() -> list[str]:
+    """Names of the shipped presets (file stems in :func:`ovtools.resources.presets_dir`)."""
+    try:
+        return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+    except FileNotFoundError:
+        return []
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """Resolve a preset name (``"detect-default"``) or a YAML path to a file.
+
+    Raises:
+        UnknownNameError: neither an existing file nor a shipped preset (lists the shipped ones).
+    """
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    if p.suffix not in (".yaml", ".yml") and "/" not in str(name_or_path):
+        try:
+            candidate = presets_dir() / f"{name_or_path}.yaml"
+        except FileNotFoundError:
+            candidate = None
+        if candidate is not None and candidate.is_file():
+            return candidate
+    raise UnknownNameError(
+        f"unknown pipeline preset {str(name_or_path)!r}; shipped presets: {available_presets()}, "
+        "or give a path to a YAML file"
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved pipeline settings.
+
+    Attributes:
+        values: every key of the pipeline with its value (read-only mapping).
+        source: the preset file used, or ``None``.
+        explicit: keys given as keyword arguments (they beat the preset).
+    """
+
+    values: Mapping[str, Any]
+    source: Path | None
+    explicit: frozenset[str]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Value of ``key`` or ``default``."""
+        return self.values.get(key, default)
+
+
+def read_preset(path: Path, allowed: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """Read and check a preset file.
+
+    Args:
+        path: the YAML file.
+        allowed: accepted keys (with defaults).
+        task: the pipeline's task; the file's ``task`` key, if present, must equal it.
+
+    Returns:
+        The file's mapping (only keys that appear in it).
+
+    Raises:
+        ConfigError: not a mapping, an unknown key (named, with the allowed keys), or a
+            ``task`` for another pipeline.
+    """
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping of keys to values, got {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{path}: unknown key {key!r}; allowed keys: {sorted(allowed)}")
+    if "task" in data and data["task"] != task:
+        raise ConfigError(f"{path}: key 'task' is {data['task']!r} but this is a {task!r} pipeline")
+    return dict(data)
+
+
+def resolve_settings(task: str, allowed: Mapping[str, Any], preset: str | Path | None,
+                     overrides: Mapping[str, Any]) -> Settings:
+    """Merge built-in defaults, a preset file and keyword overrides.
+
+    Args:
+        task: ``"detect"`` or ``"classify"``.
+        allowed: every accepted key with its built-in default.
+        preset: preset name or path, or ``None`` for built-in defaults only.
+        overrides: keyword arguments; a key present here wins even when its value is ``None``.
+
+    Returns:
+        :class:`Settings`.  ``pretrained`` is normalised (``"none"`` → ``None``).
+
+    Raises:
+        TypeError: an unknown keyword argument (named, with the allowed keys).
+        UnknownNameError: unknown preset name.
+        ConfigError: invalid preset file.
+    """
+    for key in overrides:
+        if key not in allowed:
+            raise TypeError(f"unknown {task} pipeline option {key!r}; allowed: {sorted(allowed)}")
+    values = dict(allowed)
+    values["task"] = task
+    source = None
+    if preset is not None:
+        source = preset_path(preset)
+        values.update(read_preset(source, allowed, task))
+    values.update(overrides)
+    values["pretrained"] = normalize_pretrained(values["pretrained"])
+    where = f"{source}: " if source is not None else ""
+    if values["labels"] is not None and "labels" in overrides and "classes" not in overrides:
+        values["classes"] = None  # labels given in code replace the preset's class space
+    ms = values.get("max_side")
+    if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int) or ms < 16):
+        raise ConfigError(f"{where}key 'max_side' must be an integer >= 16 or null, got {ms!r}")
+    bs = values.get("batch_size")
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+        raise ConfigError(f"{where}key 'batch_size' must be a positive integer, got {bs!r}")
+    return Settings(MappingProxyType(values), source, frozenset(overrides))
