@@ -23,10 +23,14 @@ def sample_k_shot(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _fit(x, y, c: float):
+    import warnings
+
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=c, max_iter=1000)
-    return clf.fit(x, y)
+    with warnings.catch_warnings():  # k-shot sets trip sklearn's "looks like regression" heuristic
+        warnings.simplefilter("ignore", UserWarning)
+        return clf.fit(x, y)
 
 
 def linear_probe(

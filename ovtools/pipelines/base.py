@@ -112,8 +112,8 @@ class Pipeline:
         emb = self._emb
         return [] if emb is None else emb.names
 
-    def set_labels(self, labels: str | Sequence[str] | ClassSpace, templates: str | None = None) -> ClassEmbeddings:
-        """Change the classes without reloading the model.
+    def embed(self, labels: str | Sequence[str] | ClassSpace, templates: str | None = None) -> ClassEmbeddings:
+        """Class embeddings for ``labels`` (memoised, then the disk cache), without changing the pipeline's labels.
 
         Args:
             labels: a comma-separated string (``"man in red shirt, dog"``, see
@@ -123,10 +123,11 @@ class Pipeline:
                 ``templates`` setting, else the class space's own, else ``openai_imagenet``.
 
         Returns:
-            The new :class:`~ovtools.prompts.ClassEmbeddings` (also used by every later call).
+            :class:`~ovtools.prompts.ClassEmbeddings`.
 
         Raises:
             ValueError: empty labels.
+            TypeError: ``labels`` of another type.
             ConfigError, UnknownNameError: invalid template set.
         """
         if isinstance(labels, ClassSpace):
@@ -151,7 +152,19 @@ class Pipeline:
                 self._memo.move_to_end(key)
                 if emb.space != space:  # same classes under another name: reuse the tensors
                     emb = dataclasses.replace(emb, space=space)
-            self._emb = emb  # one reference assignment: atomic for concurrent readers
+        return emb
+
+    def set_labels(self, labels: str | Sequence[str] | ClassSpace, templates: str | None = None) -> ClassEmbeddings:
+        """Change the classes without reloading the model (arguments as :meth:`embed`).
+
+        Returns:
+            The new :class:`~ovtools.prompts.ClassEmbeddings` (also used by every later call).
+
+        Raises:
+            ValueError, TypeError, ConfigError, UnknownNameError: as :meth:`embed`.
+        """
+        emb = self.embed(labels, templates)
+        self._emb = emb  # one reference assignment: atomic for concurrent readers
         return emb
 
     # -------------------------------------------------------------------------- input

@@ -16,10 +16,11 @@ key and a keyword argument (``DetectPipeline(scoring="dense", score_threshold=0.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError
+from ..prompts import ClassSpace
 from ..structures import Detections
 from .base import Pipeline
 from .presets import COMMON_KEYS
@@ -82,12 +83,14 @@ class DetectPipeline(Pipeline):
             raise ConfigError(f"{where}invalid detection setting: {e}") from None
         self.head = DetectHead(self.encoder, self.config)
 
-    def __call__(self, image) -> Detections:
-        """Detect the current labels in one image.
+    def __call__(self, image, labels: str | Sequence[str] | ClassSpace | None = None) -> Detections:
+        """Detect the current labels (or ``labels``, for this call only) in one image.
 
         Args:
             image: RGB uint8 (H, W, 3) array, image path, PIL image or
                 :class:`~ovtools.io.images.LoadedImage`.
+            labels: optional labels for this call only (as :meth:`set_labels` takes them);
+                the pipeline's own labels stay as they are.
 
         Returns:
             :class:`~ovtools.structures.Detections`: ``xyxy`` float32 (N, 4) in pixels of the
@@ -98,7 +101,8 @@ class DetectPipeline(Pipeline):
             ImageLoadError: an unreadable path.
             RuntimeError: no labels set.
         """
-        emb = self.embeddings  # read once: a concurrent set_labels cannot mix class spaces
+        # read once: a concurrent set_labels cannot mix class spaces
+        emb = self.embeddings if labels is None else self.embed(labels)
         loaded = self.load(image)
         det = self.head(loaded, emb)
         if det.image_size is None:

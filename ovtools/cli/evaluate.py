@@ -1,0 +1,199 @@
+"""``ovtools eval``: measure a model on labelled data with the same code users run.
+
+    ovtools eval val/ --classes shapes --preset classify-shapes         # ImageFolder: zero-shot top-1/top-5
+    ovtools eval pairs.csv --labels "cat, dog"                          # CSV with a label (or caption) column
+    ovtools eval instances.json --preset detect-shapes -o metrics.json  # COCO: AP, AP50, AR via pycocotools
+
+Classification reports top-1, top-5 and mean per-class recall (CLIP paper §3.1,
+as CLIP_benchmark does).  Detection runs the detection pipeline on every image
+of a COCO instances file and scores it with pycocotools' COCOeval; it also
+checks that labels absent from an image are not reported: for each image one
+category that does not occur in it is queried alone, and the share of images
+where nothing is reported is ``absent_label_rejection``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from . import options as opt
+from .app import app
+
+
+def _classification(pipe, data_path: Path, progress_on: bool) -> dict:
+    from ..eval import classification_metrics
+    from ..eval.data import map_to_space, read_labelled_images
+    from ..io.images import load_image
+
+    try:
+        data = read_labelled_images(data_path)
+        targets = map_to_space(data, pipe.labels)
+    except (ValueError, FileNotFoundError) as e:
+        opt.usage_error(str(e))
+    progress, task = opt.make_progress(len(data.paths), "eval")
+    logits, kept, errors = [], [], []
+    bs = pipe.settings["batch_size"]
+    with progress:
+        for start in range(0, len(data.paths), bs):
+            loaded = []
+            for i in range(start, min(start + bs, len(data.paths))):
+                try:
+                    loaded.append((i, load_image(data.paths[i], pipe.settings["max_side"])))
+                except Exception as e:
+                    errors.append(opt.report_failure(progress, data.paths[i], e))
+                progress.advance(task)
+            if loaded:
+                res = pipe.classify_batch([im for _, im in loaded])
+                logits.append(res.logits)
+                kept.extend(i for i, _ in loaded)
+    if not kept:
+        opt.usage_error(f"{data_path}: no image could be read")
+    m = classification_metrics(np.concatenate(logits), targets[kept], pipe.labels)
+    return {"task": "zeroshot_classification", **m, "errors": errors}
+
+
+def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: int) -> dict:
+    from ..datasets.readers import read_coco
+    from ..eval import coco_detection_metrics
+    from ..io.images import load_image
+
+    try:
+        data = read_coco(ann, image_dir)
+    except (ValueError, FileNotFoundError) as e:
+        opt.usage_error(str(e))
+    space = pipe.class_space
+    index = {n.casefold(): i for i, n in enumerate(space.names)}
+    missing = [c for c in data.categories if c.casefold() not in index]
+    if missing:
+        opt.usage_error(f"{ann}: categories not in the class space {space.name!r}: {missing[:10]}")
+    to_cat = {index[c.casefold()]: cid for c, cid in zip(data.categories, data.category_ids)}
+    rng = np.random.default_rng(seed)
+    results, errors, absent_ok, absent_n = [], [], 0, 0
+    progress, task = opt.make_progress(len(data.paths), "eval")
+    t0 = time.perf_counter()
+    with progress:
+        for img_id, path in zip(data.image_ids, data.paths):
+            progress.advance(task)
+            try:
+                image = load_image(path, pipe.settings["max_side"])
+            except Exception as e:
+                errors.append(opt.report_failure(progress, path, e))
+                continue
+            det = pipe(image)
+            for box, score, c in zip(det.xyxy, det.confidence, det.class_id):
+                if int(c) in to_cat:
+                    x0, y0, x1, y1 = (float(v) for v in box)
+                    results.append({"image_id": int(img_id), "category_id": to_cat[int(c)],
+                                    "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+            if absent:
+                present = {a["category_id"] for a in data.coco.imgToAnns.get(img_id, [])}
+                candidates = [c for c, cid in zip(data.categories, data.category_ids) if cid not in present]
+                if candidates:
+                    label = candidates[int(rng.integers(len(candidates)))]
+                    absent_n += 1
+                    absent_ok += len(pipe(image, labels=[label])) == 0
+    seconds = time.perf_counter() - t0
+    metrics = coco_detection_metrics(data.coco, results)
+    out = {"task": "detection", "n_images": len(data.paths), **metrics, "n_detections": len(results),
+           "seconds_per_image": round(seconds / max(len(data.paths), 1), 4), "errors": errors}
+    if absent:
+        out["absent_label_rejection"] = absent_ok / absent_n if absent_n else None
+        out["absent_label_checks"] = absent_n
+    return out
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[Path, typer.Argument(
+        help="ImageFolder directory or image-caption CSV (zero-shot classification), or a COCO instances "
+        "JSON (detection).", show_default=False)],
+    labels: opt.Labels = None,
+    classes: opt.Classes = None,
+    templates: opt.Templates = None,
+    model: opt.Model = None,
+    pretrained: opt.Pretrained = None,
+    device: opt.Device = None,
+    precision: opt.Precision = None,
+    preset: opt.Preset = None,
+    image_dir: Annotated[Optional[Path], typer.Option(
+        "--image-dir", help="COCO: folder that file_name entries are relative to. Default: the JSON's folder.",
+        show_default=False, file_okay=False)] = None,
+    absent: Annotated[bool, typer.Option(
+        "--absent/--no-absent", help="COCO: also query one absent category per image alone and report how often "
+        "nothing is detected (absent_label_rejection).")] = True,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for choosing absent categories.")] = 0,
+    scoring: Annotated[Optional[str], typer.Option(
+        "--scoring", help="COCO: region scoring, crop or dense (see `ovtools detect --help`). Default: the "
+        "preset's.", show_default=False)] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", min=0.0, max=1.0, help="COCO: smallest confidence reported. Default: the preset's.",
+        show_default=False)] = None,
+    output: opt.Output = None,
+    batch_size: opt.BatchSize = None,
+    max_side: opt.MaxSide = None,
+    cache_dir: opt.CacheDir = None,
+    no_cache: opt.NoCache = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Evaluate zero-shot classification (top-1, top-5, mean per-class recall) or detection (COCO AP).
+
+    Without --labels/--classes, ImageFolder names (or CSV labels, or COCO category
+    names) become the class space.  Metrics are printed as JSON and written to
+    --output.  Exit code 2 on usage errors (unknown dataset layout, dataset
+    classes missing from the class space, missing weights).
+    """
+    if not data.exists():
+        opt.usage_error(f"dataset {data} does not exist")
+    is_coco = data.suffix.lower() == ".json"
+    overrides = opt.model_overrides(model, pretrained, device, precision, templates, batch_size, cache_dir,
+                                    no_cache, max_side)
+    if labels is not None or classes is not None:
+        overrides.update(opt.class_options(labels, classes, False))
+    elif not opt.preset_has_classes(preset):
+        try:
+            if is_coco:
+                from ..datasets.readers import read_coco
+
+                overrides["labels"] = read_coco(data, image_dir).categories
+            else:
+                from ..eval.data import read_labelled_images
+
+                overrides["labels"] = read_labelled_images(data).class_names
+        except (ValueError, FileNotFoundError) as e:
+            opt.usage_error(str(e))
+    opt.check_outputs({"--output": output}, [data])
+    if not is_coco and (scoring is not None or threshold is not None):
+        opt.usage_error("--scoring and --threshold apply to detection (a COCO .json dataset)")
+    if scoring is not None:
+        if scoring not in ("crop", "dense"):
+            opt.usage_error(f"--scoring must be crop or dense, got {scoring!r}")
+        overrides["scoring"] = scoring
+    if threshold is not None:
+        overrides["score_threshold"] = threshold
+    if is_coco:
+        from ..pipelines import DetectPipeline
+
+        pipe = opt.build_pipeline(DetectPipeline, preset if preset is not None else "detect-default", overrides)
+        result = _detection(pipe, data, image_dir, absent, seed)
+    else:
+        from ..pipelines import ClassifyPipeline
+
+        pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides)
+        result = _classification(pipe, data, not quiet)
+    result = {"dataset": str(data), "model": pipe.encoder.name, "pretrained": pipe.encoder.pretrained,
+              "templates": pipe.embeddings.templates.name, "classes": pipe.class_space.name, **result}
+    if output is not None:
+        from ..io.writers import write_json
+
+        write_json(output, result, [data])
+    if not quiet:
+        shown = {k: v for k, v in result.items() if k not in ("per_class_recall", "errors")}
+        opt.stdout.print_json(json.dumps(shown))
+    if result.get("errors"):
+        raise typer.Exit(1)

@@ -1,0 +1,70 @@
+"""Labelled classification data for ``ovtools eval`` / ``ovtools probe``, matched to a class space.
+
+Accepts the standard layouts a user brings: an ImageFolder tree
+(``ROOT/<class>/<image>``) or an image-caption CSV whose ``label`` column (or,
+without one, ``caption`` column) names each image's class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.readers import read_caption_csv, read_image_folder
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images with class ids.
+
+    Attributes:
+        paths: image files.
+        targets: int64 (N,) class ids into ``class_names``.
+        class_names: the dataset's own class names (folder names or CSV labels), sorted.
+    """
+
+    paths: list[Path]
+    targets: np.ndarray
+    class_names: list[str]
+
+
+def read_labelled_images(path: str | Path) -> LabelledImages:
+    """Read an ImageFolder tree or a CSV (``filepath,caption[,label]``).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: malformed data (names the file and row).
+    """
+    path = Path(path)
+    if path.is_dir():
+        d = read_image_folder(path)
+        return LabelledImages(list(d.paths), d.labels, [c.replace("_", " ") for c in d.classes])
+    if path.suffix.lower() == ".csv":
+        d = read_caption_csv(path)
+        names = d.labels if d.labels is not None else d.captions
+        classes = sorted(set(names))
+        index = {c: i for i, c in enumerate(classes)}
+        return LabelledImages(list(d.paths), np.array([index[n] for n in names], np.int64), classes)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {path} does not exist")
+    raise ValueError(f"dataset {path}: expected an ImageFolder directory or a .csv file")
+
+
+def map_to_space(data: LabelledImages, space_names: list[str]) -> np.ndarray:
+    """Translate dataset class ids to class-space ids by name (case-insensitive).
+
+    Returns:
+        int64 (N,) targets indexing ``space_names``.
+
+    Raises:
+        ValueError: a dataset class has no class of that name in the space (all such names listed).
+    """
+    index = {n.casefold(): i for i, n in enumerate(space_names)}
+    missing = [c for c in data.class_names if c.casefold() not in index]
+    if missing:
+        raise ValueError(f"dataset classes not in the class space: {missing[:20]}"
+                         f"{' ...' if len(missing) > 20 else ''}; class space has {space_names[:10]} ...")
+    lut = np.array([index[c.casefold()] for c in data.class_names], np.int64)
+    return lut[data.targets]
