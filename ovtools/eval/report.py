@@ -1,0 +1,131 @@
+"""The evaluation-world quality report: every figure measured by the user-facing commands.
+
+:func:`shapes_quality` generates held-out data with ``ovtools datagen`` (seeds
+that training never used), then runs ``ovtools eval`` and ``ovtools probe`` on it
+with the shipped ``ovtools-shapes`` model, exactly as a user would, and reads
+the JSON they write.  ``scripts/quality_report.py`` prints the result as a
+markdown table (the one in the README); ``tests/quality`` asserts the targets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HELD_OUT_SEED = 1000  # training uses seed 0 (scripts/train_shapes_model.sh)
+
+
+def run_cli(args: list[str]) -> None:
+    """Run an ``ovtools`` command in this process.
+
+    Raises:
+        RuntimeError: the command exited with a non-zero code (the code and arguments are named).
+    """
+    import typer.main
+
+    from ..cli import app
+
+    command = typer.main.get_command(app)
+    try:
+        command.main([str(a) for a in args], prog_name="ovtools", standalone_mode=False)
+    except SystemExit as e:  # typer.Exit is turned into SystemExit by click for non-zero codes
+        if e.code not in (0, None):
+            raise RuntimeError(f"`ovtools {' '.join(map(str, args))}` exited with code {e.code}") from None
+    except Exception as e:
+        code = getattr(e, "exit_code", None)
+        if code in (0, None) and type(e).__name__ == "Exit":
+            return
+        raise RuntimeError(f"`ovtools {' '.join(map(str, args))}` failed: {e}") from e
+
+
+@dataclass
+class QualitySizes:
+    """How much held-out data each measurement uses."""
+
+    classify_images: int = 640      # 10 per class over 64 classes
+    probe_train_images: int = 2048  # enough for 16 shots of every class
+    scenes: int = 40                # 3-6 objects each
+    template_sets: tuple[str, ...] = ("shapes", "openai_imagenet", "single")
+    scorings: tuple[str, ...] = ("crop", "dense")
+    extra: dict = field(default_factory=dict)
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def shapes_quality(workdir: str | Path, sizes: QualitySizes | None = None, seed: int = HELD_OUT_SEED) -> dict:
+    """Measure the shipped model on freshly generated held-out data.
+
+    Args:
+        workdir: empty folder for the generated data and the commands' JSON outputs.
+        sizes: data sizes (defaults: :class:`QualitySizes`).
+        seed: base seed of the held-out data (must differ from the training seed 0).
+
+    Returns:
+        ``{"zero_shot": {template set: eval JSON}, "probe": probe JSON,
+        "detection": {scoring: eval JSON}, "seconds": {...}}``.
+
+    Raises:
+        RuntimeError: a command failed.
+    """
+    sizes = sizes or QualitySizes()
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    out: dict = {"zero_shot": {}, "detection": {}, "seconds": {}}
+    t0 = time.perf_counter()
+    run_cli(["datagen", work / "test", "--kind", "classification", "--n", sizes.classify_images,
+             "--seed", seed])
+    run_cli(["datagen", work / "train", "--kind", "classification", "--n", sizes.probe_train_images,
+             "--seed", seed + 1])
+    run_cli(["datagen", work / "scenes", "--kind", "scenes", "--n", sizes.scenes, "--seed", seed + 2,
+             "--min-objects", 3, "--max-objects", 6])
+    out["seconds"]["datagen"] = time.perf_counter() - t0
+    for tset in sizes.template_sets:
+        t0 = time.perf_counter()
+        path = work / f"zeroshot-{tset}.json"
+        run_cli(["eval", work / "test", "--preset", "classify-shapes", "--templates", tset, "-o", path, "-q"])
+        out["zero_shot"][tset] = _read(path)
+        out["seconds"][f"zeroshot-{tset}"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    path = work / "probe.json"
+    run_cli(["probe", work / "train", work / "test", "--preset", "classify-shapes", "--shots", "1,4,16",
+             "--trials", 1, "-o", path, "-q"])
+    out["probe"] = _read(path)
+    out["seconds"]["probe"] = time.perf_counter() - t0
+    for scoring in sizes.scorings:
+        t0 = time.perf_counter()
+        path = work / f"detect-{scoring}.json"
+        run_cli(["eval", work / "scenes" / "annotations.json", "--preset", "detect-shapes", "--scoring", scoring,
+                 "-o", path, "-q"])
+        out["detection"][scoring] = _read(path)
+        out["seconds"][f"detect-{scoring}"] = time.perf_counter() - t0
+    return out
+
+
+def markdown_table(result: dict) -> str:
+    """Render :func:`shapes_quality`'s result as a markdown table (figure, value, target)."""
+    rows = [("figure", "value", "target")]
+    for tset, r in result["zero_shot"].items():
+        target = ">= 0.97" if tset == "shapes" else ""
+        rows.append((f"zero-shot top-1, 64 classes, templates `{tset}` ({r['n']} images)", f"{r['top1']:.3f}",
+                     target))
+    zs = result["probe"]["zero_shot_top1"]
+    for p in result["probe"]["probes"]:
+        target = f">= zero-shot ({zs:.3f})" if p["shots"] == 16 else ""
+        rows.append((f"linear probe, {p['shots']}-shot", f"{p['test_accuracy']:.3f}", target))
+    for scoring, r in result["detection"].items():
+        n = r["n_images"]
+        rows.append((f"detection AP50, `{scoring}` scoring ({n} scenes, 3-6 objects)", f"{r['AP50']:.3f}",
+                     ">= 0.70"))
+        rows.append((f"detection AP, `{scoring}` scoring", f"{r['AP']:.3f}", ""))
+        rows.append((f"absent label not reported, `{scoring}` scoring", f"{r['absent_label_rejection']:.3f}",
+                     ">= 0.90"))
+        rows.append((f"detection seconds per scene, `{scoring}` (incl. absent-label query)",
+                     f"{r['seconds_per_image']:.3f}", ""))
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, width)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""Heads: take CLIP features and class embeddings, return a result structure.
+
+One registry for every head::
+
+    head = create_head("detect", encoder, config=DetectConfig(scoring="dense"))
+    detections = head(image, class_embeddings)
+
+Built-ins: ``"classify"`` (:class:`~ovtools.heads.classify.ClassifyHead`) and
+``"detect"`` (:class:`~ovtools.heads.detect.DetectHead`).  Every head scores
+against labels *and* negatives with :func:`~ovtools.heads.scoring.open_set_scores`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UnknownNameError
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+def register_head(name: str) -> Callable:
+    """Class decorator adding a head to the registry under ``name``.
+
+    Args:
+        name: registry key (case-sensitive).
+
+    Returns:
+        The decorator; it returns the class unchanged.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+
+    def deco(factory):
+        if name in _REGISTRY:
+            raise ValueError(f"head {name!r} is already registered ({_REGISTRY[name]!r})")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available_heads() -> list[str]:
+    """Sorted names of the registered heads."""
+    return sorted(_REGISTRY)
+
+
+def create_head(name: str, *args: Any, **kwargs: Any):
+    """Build a registered head.
+
+    Args:
+        name: registry key, e.g. ``"classify"`` or ``"detect"``.
+        *args, **kwargs: the head's constructor arguments (the encoder first).
+
+    Returns:
+        The head instance.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered; the message lists the valid names.
+    """
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown head {name!r}; available: {available_heads()}")
+    return _REGISTRY[name](*args, **kwargs)
+
+
+from .classify import ClassifyHead  # noqa: E402
+from .detect import DetectConfig, DetectHead  # noqa: E402
+from .scoring import OpenSetScores, open_set_scores  # noqa: E402
+
+__all__ = [
+    "ClassifyHead", "DetectConfig", "DetectHead", "OpenSetScores", "available_heads", "create_head",
+    "open_set_scores", "register_head",
+]

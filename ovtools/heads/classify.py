@@ -1,0 +1,110 @@
+"""Zero-shot image classification with optional open-set rejection.
+
+Radford et al. 2021 (CLIP), §3.1.2: the image embedding is compared with the
+class embeddings by cosine similarity, scaled by the model's learned
+temperature ``logit_scale`` and turned into probabilities with a softmax over
+the class space.  With ``reject=True`` an image whose best class does not beat
+that class's negatives (see :mod:`ovtools.heads.scoring`) is flagged
+``rejected`` ("none of these").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..io.images import LoadedImage
+from ..structures import Classifications
+from . import register_head
+from .scoring import open_set_scores
+
+
+def _as_arrays(images) -> list[np.ndarray]:
+    if isinstance(images, (np.ndarray, LoadedImage)):
+        images = [images]
+    out = []
+    for i, im in enumerate(images):
+        a = im.pixels if isinstance(im, LoadedImage) else im
+        if not isinstance(a, np.ndarray) or a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or 0 in a.shape:
+            desc = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"images[{i}] must be an RGB uint8 (H, W, 3) array or LoadedImage, got {desc}")
+        out.append(a)
+    return out
+
+
+@register_head("classify")
+class ClassifyHead:
+    """Zero-shot top-k classification (CLIP §3.1.2) with optional "none of these".
+
+    Args:
+        encoder: a :class:`~ovtools.encoders.CLIPEncoder`.
+        top_k: number of classes returned per image (clipped to the class count).
+        reject: if ``True``, an image whose top class does not beat all of its
+            applicable negatives gets ``rejected=True`` (its top-k ids are kept, so
+            the runner-up labels stay inspectable; ``top1()`` gives ``None``).
+        batch_size: images per forward pass.
+
+    Raises:
+        ValueError: ``top_k < 1`` or ``batch_size < 1``.
+
+    Example:
+        >>> head = ClassifyHead(encoder, top_k=3, reject=True)          # doctest: +SKIP
+        >>> head(image, build_class_embeddings(encoder, space)).top1()  # doctest: +SKIP
+        ['dog']
+    """
+
+    def __init__(self, encoder, top_k: int = 5, reject: bool = False, batch_size: int = 64) -> None:
+        if top_k < 1 or batch_size < 1:
+            raise ValueError(f"top_k and batch_size must be >= 1, got {top_k}, {batch_size}")
+        self.encoder = encoder
+        self.top_k = int(top_k)
+        self.reject = bool(reject)
+        self.batch_size = int(batch_size)
+
+    def __call__(self, images, emb) -> Classifications:
+        """Classify one image or a batch.
+
+        Args:
+            images: an RGB uint8 (H, W, 3) array, a :class:`LoadedImage`, or a sequence of them
+                (any sizes; each is resized and centre-cropped as open_clip does).
+            emb: :class:`~ovtools.prompts.ClassEmbeddings` from the same encoder.
+
+        Returns:
+            :class:`Classifications` with B rows (B = 1 for a single image): ``class_id`` and
+            ``confidence`` (B, k) with ``k = min(top_k, C)``, softmax probabilities over the
+            class space; ``logits`` (B, C); ``rejected`` (B,).
+
+        Raises:
+            ValueError: an image is not RGB uint8 (H, W, 3); embedding dims disagree.
+        """
+        arrays = _as_arrays(images)
+        feats = self.encoder.encode_images(arrays, batch_size=self.batch_size)
+        return self.classify_features(feats, emb)
+
+    def classify_features(self, features: torch.Tensor, emb) -> Classifications:
+        """Classify precomputed image features.
+
+        Args:
+            features: float (B, D) L2-normalised image embeddings.
+            emb: :class:`~ovtools.prompts.ClassEmbeddings`.
+
+        Returns:
+            :class:`Classifications` as in :meth:`__call__`.
+
+        Raises:
+            TypeError / ValueError: see :func:`~ovtools.heads.scoring.open_set_scores`.
+        """
+        s = open_set_scores(features, emb, self.encoder.logit_scale)
+        b, c = s.logits.shape
+        names = list(emb.names) if hasattr(emb, "names") else [str(i) for i in range(c)]
+        k = min(self.top_k, c)
+        conf, idx = s.class_probs.topk(k, dim=-1) if k else (torch.zeros(b, 0), torch.zeros(b, 0, dtype=torch.long))
+        if not self.reject:
+            rejected = torch.zeros(b, dtype=torch.bool)
+        elif c == 0:  # no label can be reported: every image is "none of these"
+            rejected = torch.ones(b, dtype=torch.bool)
+        else:
+            rejected = ~s.beats_negatives.gather(1, idx[:, :1]).squeeze(1)
+        return Classifications(idx.numpy(), conf.numpy(), names, s.logits.numpy(), rejected.numpy())

@@ -1,0 +1,132 @@
+"""Open-set scoring shared by every head: labels *and* negatives.
+
+A softmax over the user's labels always sums to one, so one label always
+"wins", even on a region that shows none of them.  Every head therefore scores
+a feature against the C labels and the K negative phrases of its
+:class:`~ovtools.prompts.ClassEmbeddings` (the class space's own negatives plus
+the canonical "object", "things", "stuff", "texture") and reports label ``c``
+only when it beats every negative that applies to ``c``
+(``negative_mask[c]``).
+
+With ``l_c = logit_scale * cos(f, t_c)`` (CLIP §3.1.2) and ``n_k`` the same for
+negative ``k``:
+
+* ``class_probs[c] = softmax_c(l)`` over the labels only (CLIP zero-shot);
+* ``joint_probs = softmax`` over labels ∪ negatives (C + K columns);
+* ``relevancy[c] = min_{k applicable} exp(l_c) / (exp(l_c) + exp(n_k))``
+  = ``sigmoid(l_c - max_k n_k)``: LERF's relevancy score (Kerr et al., "LERF:
+  Language Embedded Radiance Fields", ICCV 2023, §3.4), the pairwise softmax
+  of the label against each canonical phrase, minimised over phrases.  LERF
+  uses a fixed temperature of 10; here the model's ``logit_scale`` is used;
+* ``beats_negatives[c] = l_c > max_k n_k``  (equivalently ``relevancy > 0.5``);
+* ``confidence[c] = class_probs[c] * relevancy[c]``: the probability that the
+  feature shows ``c`` rather than another label, times the probability that it
+  shows ``c`` rather than the strongest applicable negative.  It is in [0, 1],
+  is below 0.5 whenever ``c`` does not beat its negatives, and is what
+  detections and classifications report as score;
+* ``reportable = beats_negatives & (confidence >= threshold)``: what a head may
+  output.  A label absent from the image loses either to another label (low
+  ``class_probs``) or to the negatives (low ``relevancy``) and is not reported.
+
+A class with no applicable negative has ``relevancy = 1`` and always beats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class OpenSetScores:
+    """Scores of N features against C labels and K negatives (all float32 / bool tensors on the CPU).
+
+    Attributes:
+        logits: (N, C) ``logit_scale * cos`` to each label.
+        negative_logits: (N, K) ``logit_scale * cos`` to each negative phrase.
+        class_probs: (N, C) softmax over the labels only (rows sum to 1; C = 0 → (N, 0)).
+        joint_probs: (N, C + K) softmax over labels then negatives (rows sum to 1).
+        relevancy: (N, C) LERF relevancy in (0, 1], see the module docs.
+        beats_negatives: bool (N, C): label logit > every applicable negative's logit.
+        confidence: (N, C) ``class_probs * relevancy`` in [0, 1].
+    """
+
+    logits: torch.Tensor
+    negative_logits: torch.Tensor
+    class_probs: torch.Tensor
+    joint_probs: torch.Tensor
+    relevancy: torch.Tensor
+    beats_negatives: torch.Tensor
+    confidence: torch.Tensor
+
+    def reportable(self, threshold: float = 0.0) -> torch.Tensor:
+        """bool (N, C): ``beats_negatives & (confidence >= threshold)``.
+
+        Args:
+            threshold: smallest ``confidence`` in [0, 1] a label may be reported with.
+        """
+        return self.beats_negatives & (self.confidence >= threshold)
+
+
+def _check(features: torch.Tensor, emb) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(f"features must be a torch.Tensor (N, D), got {type(features).__name__}")
+    if features.ndim != 2:
+        raise ValueError(f"features must have shape (N, D), got {tuple(features.shape)}")
+    cls = emb.classes.detach().float().cpu()
+    neg = emb.negatives.detach().float().cpu()
+    c, k = cls.shape[0], neg.shape[0]
+    d = features.shape[1]
+    if (c and cls.shape[1] != d) or (k and neg.shape[1] != d):
+        raise ValueError(f"feature dim {d} does not match class embeddings {tuple(cls.shape)} "
+                         f"/ negatives {tuple(neg.shape)}; were they built with the same encoder?")
+    mask = emb.negative_mask.detach().cpu().bool()
+    if tuple(mask.shape) != (c, k):
+        raise ValueError(f"negative_mask must have shape ({c}, {k}), got {tuple(mask.shape)}")
+    return features.detach().float().cpu(), cls.reshape(c, d), neg.reshape(k, d), mask
+
+
+def open_set_scores(features: torch.Tensor, emb, logit_scale: float) -> OpenSetScores:
+    """Score L2-normalised features against labels and negatives.
+
+    Args:
+        features: float (N, D) L2-normalised image/region features (any device).
+        emb: :class:`~ovtools.prompts.ClassEmbeddings` (or any object with ``classes`` (C, D),
+            ``negatives`` (K, D) and bool ``negative_mask`` (C, K)); C and K may be 0.
+        logit_scale: temperature multiplying cosine similarities (``CLIPEncoder.logit_scale``,
+            ≈ 100 for OpenAI CLIP); must be > 0.
+
+    Returns:
+        :class:`OpenSetScores` on the CPU.
+
+    Raises:
+        TypeError: ``features`` is not a tensor.
+        ValueError: shapes disagree (feature dim vs embedding dim, mask shape) or ``logit_scale <= 0``.
+
+    Example:
+        >>> import torch
+        >>> from types import SimpleNamespace
+        >>> e = SimpleNamespace(classes=torch.eye(3)[:2], negatives=torch.eye(3)[2:],
+        ...                     negative_mask=torch.ones(2, 1, dtype=torch.bool))
+        >>> s = open_set_scores(torch.eye(3), e, logit_scale=100.0)
+        >>> s.beats_negatives.tolist()
+        [[True, False], [False, True], [False, False]]
+    """
+    if not logit_scale > 0:
+        raise ValueError(f"logit_scale must be > 0, got {logit_scale}")
+    f, cls, neg, mask = _check(features, emb)
+    n = f.shape[0]
+    logits = logit_scale * f @ cls.T  # (N, C)
+    neg_logits = logit_scale * f @ neg.T  # (N, K)
+    class_probs = logits.softmax(-1) if cls.shape[0] else logits
+    joint = torch.cat([logits, neg_logits], dim=1)
+    joint_probs = joint.softmax(-1) if joint.shape[1] else joint
+    if neg.shape[0]:
+        masked = neg_logits[:, None, :].expand(n, cls.shape[0], neg.shape[0]).masked_fill(~mask[None], float("-inf"))
+        strongest = masked.max(-1).values  # (N, C), -inf where no negative applies
+    else:
+        strongest = torch.full_like(logits, float("-inf"))
+    relevancy = torch.sigmoid(logits - strongest)  # min_k pairwise softmax = sigmoid(l_c - max_k n_k)
+    beats = logits > strongest
+    return OpenSetScores(logits, neg_logits, class_probs, joint_probs, relevancy, beats, class_probs * relevancy)

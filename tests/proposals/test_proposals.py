@@ -1,0 +1,79 @@
+"""Proposal sources: registry, box validity, exact window grids, segment boxes, recall on generated scenes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from ovtools.errors import UnknownNameError
+from ovtools.proposals import SegmentProposals, SlidingWindows, available_proposals, create_proposals, register_proposals
+
+
+@pytest.mark.parametrize("name", available_proposals())
+def test_every_source_returns_valid_boxes(name, rgb_image):
+    boxes = create_proposals(name)(rgb_image)
+    h, w = rgb_image.shape[:2]
+    assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 0
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= w + 1e-3).all() and (boxes[:, 3] <= h + 1e-3).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    np.testing.assert_array_equal(boxes, create_proposals(name)(rgb_image))  # deterministic
+
+
+def test_registry_errors():
+    assert {"windows", "segments", "hybrid"} <= set(available_proposals())
+    with pytest.raises(UnknownNameError, match="segments") as info:
+        create_proposals("sam")
+    assert "windows" in str(info.value)
+    with pytest.raises(ValueError, match="already registered"):
+        register_proposals("windows")(SlidingWindows)
+
+
+def test_window_grid_is_exact():
+    img = np.zeros((100, 100, 3), np.uint8)
+    boxes = SlidingWindows(scales=(0.5,), aspect_ratios=(1.0,), overlap=0.5)(img)
+    assert len(boxes) == 9
+    assert sorted(set(boxes[:, 0].tolist())) == [0.0, 25.0, 50.0]
+    assert np.allclose(boxes[:, 2] - boxes[:, 0], 50) and np.allclose(boxes[:, 3] - boxes[:, 1], 50)
+    wide = SlidingWindows(scales=(0.5,), aspect_ratios=(4.0,), overlap=0.0)(np.zeros((100, 200, 3), np.uint8))
+    assert len(wide) == 8  # 100 x 25 windows (50*sqrt(4) x 50/sqrt(4)): 2 columns x 4 rows
+    assert np.allclose(wide[:, 2] - wide[:, 0], 100) and np.allclose(wide[:, 3] - wide[:, 1], 25)
+    capped = SlidingWindows(scales=(0.1, 0.2), overlap=0.9, max_boxes=50)(img)
+    assert 0 < len(capped) <= 50
+    with pytest.raises(ValueError, match="overlap"):
+        SlidingWindows(overlap=1.0)
+    with pytest.raises(ValueError, match="scales"):
+        SlidingWindows(scales=())
+    with pytest.raises(ValueError, match="uint8"):
+        SlidingWindows()(np.zeros((10, 10, 3), np.float32))
+
+
+def test_segments_find_solid_objects_also_when_downscaled():
+    rng = np.random.default_rng(0)
+    img = rng.integers(100, 130, (200, 300, 3), dtype=np.uint8)
+    img[20:70, 30:90] = (220, 30, 30)
+    img[120:180, 200:240] = (30, 40, 220)
+    gt = torch.tensor([[30.0, 20, 90, 70], [200.0, 120, 240, 180]])
+    for max_side in (None, 150):  # 150: segmented at half size, boxes returned in input pixels
+        boxes = SegmentProposals(max_side=max_side)(img)
+        best = box_iou(gt, torch.as_tensor(boxes)).max(1).values
+        assert (best >= (0.9 if max_side is None else 0.85)).all(), (max_side, best)
+    flat = SegmentProposals(merge=False, scales=(100.0,))(img)
+    assert 0 < len(flat) < len(SegmentProposals(scales=(100.0,))(img)) + 1
+    with pytest.raises(ValueError, match="color_spaces"):
+        SegmentProposals(color_spaces=("xyz",))
+
+
+def test_segments_recall_on_generated_scenes():
+    from ovtools.datasets.shapes import generate_scenes
+
+    hit = total = 0
+    for scene in generate_scenes(6, seed=777, size=176):
+        boxes = create_proposals("segments")(scene.image)
+        assert len(boxes) <= 500
+        iou = box_iou(torch.as_tensor(scene.boxes), torch.as_tensor(boxes))
+        hit += int((iou.max(1).values >= 0.5).sum())
+        total += len(scene.boxes)
+    assert total > 0 and hit / total >= 0.95

@@ -1,0 +1,53 @@
+"""Quality on the generated evaluation world, measured by `ovtools datagen/eval/probe` (ovtools.eval.report).
+
+Held-out data (seeds 1000+, training used seed 0) and the committed
+ovtools-shapes checkpoint.  Targets from issue 3: zero-shot top-1 >= 0.97,
+16-shot linear probe >= zero-shot, detection AP50 >= 0.70 on 3-6 object
+scenes, and an absent label not reported in >= 90% of scenes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ovtools.eval.report import QualitySizes, markdown_table, shapes_quality
+from ovtools.resources import checkpoints_dir
+
+pytestmark = [pytest.mark.quality, pytest.mark.timeout(600)]
+
+SIZES = QualitySizes(classify_images=640, probe_train_images=1024, scenes=30,
+                     template_sets=("shapes", "openai_imagenet", "single"), scorings=("crop", "dense"))
+
+
+@pytest.fixture(scope="module")
+def quality(tmp_path_factory):
+    if not (checkpoints_dir() / "ovtools-shapes.safetensors").is_file():
+        pytest.fail("the shipped checkpoint ovtools/encoders/checkpoints/ovtools-shapes.safetensors is missing")
+    result = shapes_quality(tmp_path_factory.mktemp("quality"), SIZES)
+    print("\n" + markdown_table(result))
+    return result
+
+
+def test_zero_shot_top1(quality):
+    assert quality["zero_shot"]["shapes"]["n"] == 640
+    assert quality["zero_shot"]["shapes"]["top1"] >= 0.97
+
+
+def test_template_sets_are_all_reported(quality):
+    for tset in ("openai_imagenet", "single"):
+        r = quality["zero_shot"][tset]
+        assert r["templates"] == tset and 0.0 <= r["top1"] <= 1.0
+
+
+def test_linear_probe_16_shot_at_least_zero_shot(quality):
+    probes = {p["shots"]: p["test_accuracy"] for p in quality["probe"]["probes"]}
+    assert probes[16] >= quality["probe"]["zero_shot_top1"]
+
+
+@pytest.mark.parametrize("scoring", ["crop", "dense"])
+def test_detection_ap50_and_absent_labels(quality, scoring):
+    r = quality["detection"][scoring]
+    assert r["n_images"] == 30
+    if scoring == "crop":
+        assert r["AP50"] >= 0.70
+    assert r["absent_label_rejection"] >= 0.90
