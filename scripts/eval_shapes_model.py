@@ -114,13 +114,15 @@ def main() -> None:
     print(f"GT crops: true class beats every negative: {float((true > sn.max(1).values).float().mean()):.4f}")
     wrong = sc.clone()
     wrong[torch.arange(len(gy)), gy] = -9
-    print(f"GT crops: 'object' beats best wrong class: {float((sn[:, 0] > wrong.max(1).values).float().mean()):.4f}"
-          f"   any negative beats best wrong class: {float((sn.max(1).values > wrong.max(1).values).float().mean()):.4f}")
+    best_wrong = wrong.max(1).values
+    print(f"GT crops: 'object' beats best wrong class: {float((sn[:, 0] > best_wrong).float().mean()):.4f}"
+          f"   any negative beats best wrong class: {float((sn.max(1).values > best_wrong).float().mean()):.4f}")
     bsc, bsn = fb @ cls_ens.T, fb @ neg_ens.T
     print(f"background crops won by a negative: {float((bsn.max(1).values > bsc.max(1).values).float().mean()):.4f}"
           f"  n={len(fb)}")
     scale = enc.logit_scale
-    print(f"logit scale {scale:.1f}; mean cos true {float(true.mean()):.3f}, best neg on GT {float(sn.max(1).values.mean()):.3f}")
+    print(f"logit scale {scale:.1f}; mean cos true {float(true.mean()):.3f}, "
+          f"best neg on GT {float(sn.max(1).values.mean()):.3f}")
 
     if args.ap_scenes:
         from ovtools.eval.coco import coco_detection_metrics

@@ -8,8 +8,9 @@ Classification reports top-1, top-5 and mean per-class recall (CLIP paper §3.1,
 as CLIP_benchmark does).  Detection runs the detection pipeline on every image
 of a COCO instances file and scores it with pycocotools' COCOeval; it also
 checks that labels absent from an image are not reported: for each image one
-category that does not occur in it is queried alone, and the share of images
-where nothing is reported is ``absent_label_rejection``.
+category that does not occur in it is queried alone (with its synonyms and
+negatives from the class space), and the share of images where nothing is
+reported is ``absent_label_rejection``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ def _classification(pipe, data_path: Path, progress_on: bool) -> dict:
     return {"task": "zeroshot_classification", **m, "errors": errors}
 
 
+def _single_class(space, class_id: int):
+    """The class space reduced to one class, keeping its synonyms, prompts and negatives."""
+    from ..prompts import ClassSpace
+
+    spec = space.classes[class_id]
+    return ClassSpace(name=f"{space.name}:{spec.name}", classes=(spec,), negatives=space.negatives,
+                      templates=space.templates)
+
+
 def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: int) -> dict:
     from ..datasets.readers import read_coco
     from ..eval import coco_detection_metrics
@@ -97,7 +107,7 @@ def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
                 if candidates:
                     label = candidates[int(rng.integers(len(candidates)))]
                     absent_n += 1
-                    absent_ok += len(pipe(image, labels=[label])) == 0
+                    absent_ok += len(pipe(image, labels=_single_class(space, index[label.casefold()]))) == 0
     seconds = time.perf_counter() - t0
     metrics = coco_detection_metrics(data.coco, results)
     out = {"task": "detection", "n_images": len(data.paths), **metrics, "n_detections": len(results),

@@ -65,9 +65,11 @@ def train(
         "MaskCLIP dense features (aligns them for dense scoring); 0 = off.")] = 0.0,
     no_augment: Annotated[bool, typer.Option(
         "--no-augment", help="Turn off the mild random resized crops (90-100 % area, no colour changes).")] = False,
-    save_every: Annotated[int, typer.Option("--save-every", min=0, help="Checkpoint every N steps (0: at the end).")] = 500,
+    save_every: Annotated[int, typer.Option(
+        "--save-every", min=0, help="Checkpoint every N steps (0: at the end).")] = 500,
     save_dtype: Annotated[SaveDtype, typer.Option(
-        "--save-dtype", help="dtype of the final model.safetensors (fp16 halves the file; loads into fp32).")] = SaveDtype.fp32,
+        "--save-dtype", help="dtype of the final model.safetensors (fp16 halves the file; loads into fp32)."
+    )] = SaveDtype.fp32,
     stop_after: Annotated[Optional[int], typer.Option(
         "--stop-after", min=1, help="Run at most this many steps now, then checkpoint (continue later with "
         "--resume; the learning-rate schedule still spans --steps).", show_default=False)] = None,

@@ -195,7 +195,9 @@ class Scene:
     @property
     def boxes(self) -> np.ndarray:
         """float32 (N, 4) xyxy pixel boxes of the objects; (0, 4) when empty."""
-        return np.stack([o.box for o in self.objects]).astype(np.float32) if self.objects else np.zeros((0, 4), np.float32)
+        if not self.objects:
+            return np.zeros((0, 4), np.float32)
+        return np.stack([o.box for o in self.objects]).astype(np.float32)
 
     @property
     def class_ids(self) -> np.ndarray:
@@ -482,7 +484,7 @@ def size_word(obj: ShapeObject, image_shape: tuple[int, ...]) -> str:
 
 
 def position_phrase(obj: ShapeObject, image_shape: tuple[int, ...]) -> str:
-    """Where the box centre lies on a 3×3 grid: ``"in the top left corner"``, ``"at the top"``, ``"in the centre"`` ..."""
+    """Where the box centre lies on a 3×3 grid: "in the top left corner", "at the top", "in the centre" ..."""
     h, w = image_shape[:2]
     cx, cy = (obj.box[0] + obj.box[2]) / 2, (obj.box[1] + obj.box[3]) / 2
     row, col = _ROWS[min(int(3 * cy / h), 2)], _COLS[min(int(3 * cx / w), 2)]

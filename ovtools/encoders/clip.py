@@ -114,7 +114,10 @@ class CLIPEncoder:
     @staticmethod
     def to_float(image: np.ndarray) -> torch.Tensor:
         """RGB uint8 (H, W, 3) → float32 (1, 3, H, W) in [0, 1]."""
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+        a = np.ascontiguousarray(image)
+        if not a.flags.writeable:  # torch warns on read-only arrays (e.g. np.asarray of a PIL image)
+            a = a.copy()
+        return torch.from_numpy(a).permute(2, 0, 1)[None].float().div_(255.0)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Resize (shortest side, bicubic, antialiased) and centre-crop to the model's input size.

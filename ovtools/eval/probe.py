@@ -47,8 +47,9 @@ def linear_probe(
         train_x: float (N, D) frozen image features; train_y: int (N,) class ids.
         test_x: float (M, D); test_y: int (M,).
         val_fraction: share of each class's training examples held out to choose C
-            (at least one per class is kept for fitting; with one example per class the
-            sweep uses leave-nothing-out and picks the largest C that fits).
+            (at least one per class is kept for fitting; with one example per class there is
+            no validation split and C is chosen on the training data).  C is swept over
+            1e-3 … 1e4 and refined around the best; ties go to the smallest C.
         seed: split seed.
 
     Returns:
@@ -73,11 +74,12 @@ def linear_probe(
     def val_acc(c: float) -> float:
         return float((_fit(fit_x, fit_y, c).predict(val_x) == val_y).mean())
 
-    coarse = {c: val_acc(c) for c in 10.0 ** np.arange(-3, 4)}
-    best = max(coarse, key=lambda c: (coarse[c], -abs(np.log10(c))))
+    # Ties in validation accuracy (common with few shots) go to the strongest regularisation (smallest C).
+    coarse = {c: val_acc(c) for c in 10.0 ** np.arange(-3, 5)}
+    best = max(coarse, key=lambda c: (coarse[c], -c))
     fine = {c: val_acc(c) for c in best * 10.0 ** np.array([-0.5, -0.25, 0.25, 0.5])}
     scores = {**coarse, **fine}
-    best = max(scores, key=lambda c: (scores[c], -abs(np.log10(c))))
+    best = max(scores, key=lambda c: (scores[c], -c))
     clf = _fit(train_x, train_y, best)
     return {
         "C": float(best),

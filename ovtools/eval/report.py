@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HELD_OUT_SEED = 1000  # training uses seed 0 (scripts/train_shapes_model.sh)
+HELD_OUT_SEED = 2000  # training uses seed 0 (scripts/train_shapes_model.sh); tuning used 1000-1999
 
 
 def run_cli(args: list[str]) -> None:
@@ -119,7 +119,7 @@ def markdown_table(result: dict) -> str:
     for scoring, r in result["detection"].items():
         n = r["n_images"]
         rows.append((f"detection AP50, `{scoring}` scoring ({n} scenes, 3-6 objects)", f"{r['AP50']:.3f}",
-                     ">= 0.70"))
+                     ">= 0.70" if scoring == "crop" else "(reported)"))
         rows.append((f"detection AP, `{scoring}` scoring", f"{r['AP']:.3f}", ""))
         rows.append((f"absent label not reported, `{scoring}` scoring", f"{r['absent_label_rejection']:.3f}",
                      ">= 0.90"))

@@ -10,8 +10,6 @@ that class's negatives (see :mod:`ovtools.heads.scoring`) is flagged
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 

@@ -77,6 +77,12 @@ class DetectConfig:
             confidence at most 0.1 lower is removed as a part of that object (crops of object
             parts look like the object to CLIP).
             ``None`` disables it.
+        negatives_absorb_parts: with ``contained_fraction`` set, a proposal won by one of a
+            class's *own* negatives (a named confusable thing, e.g. "blue cross" for
+            "blue square"; not the generic canonical or space-level phrases) also absorbs the
+            detections lying inside it: the arm of a cross is not reported as a square
+            when only "blue square" is asked for.  The proposal's negative score is
+            ``sigmoid(s_neg - s_label)`` for the best own negative and best label logits.
         contained_any_label: apply ``contained_fraction`` whatever the larger detection's label
             (for scenes where objects do not contain other objects, e.g. the generated world);
             leave ``False`` for photographs (a cup inside a person's box must survive).
@@ -111,6 +117,7 @@ class DetectConfig:
     class_agnostic_iou: float | None = 0.5
     contained_fraction: float | None = 0.6
     contained_any_label: bool = False
+    negatives_absorb_parts: bool = True
     max_detections: int = 100
     multi_label: bool = False
     context_padding: float = 0.3
@@ -358,18 +365,17 @@ class DetectHead:
                 if not suppressed[i]:
                     suppressed |= over[i]
             keep = keep[~suppressed]
-        if cfg.contained_fraction is not None and len(keep) > 1:
-            kb = cand[keep]
-            area = (kb[:, 2] - kb[:, 0]) * (kb[:, 3] - kb[:, 1])
-            lt = torch.maximum(kb[:, None, :2], kb[None, :, :2])
-            rb = torch.minimum(kb[:, None, 2:], kb[None, :, 2:])
-            inter = (rb - lt).clamp(min=0).prod(-1)
-            kc = conf[keep]
-            inside = ((inter >= cfg.contained_fraction * area[:, None]) & (area[None, :] > area[:, None])
-                      & (kc[None, :] >= kc[:, None] - CONTAINED_MARGIN))
+        if cfg.contained_fraction is not None and len(keep) > 0:
+            kb, kc, kl = cand[keep], conf[keep], ci[keep]
+            inside = _contained(kb, kb, kc, cfg.contained_fraction)
             if not cfg.contained_any_label:
-                inside &= ci[keep][:, None] == ci[keep][None, :]
-            keep = keep[~inside.any(1)]
+                inside &= kl[:, None] == kl[None, :]
+            drop = inside.any(1)
+            if cfg.negatives_absorb_parts:
+                nb, nc = _negative_regions(boxes, s, emb)
+                if len(nb):
+                    drop |= _contained(kb, nb, kc, cfg.contained_fraction, nc).any(1)
+            keep = keep[~drop]
         keep = keep[: cfg.max_detections]
         bi, ci = bi[keep], ci[keep]
         xyxy = boxes[bi] * torch.tensor([ow / w, oh / h, ow / w, oh / h])
@@ -380,3 +386,34 @@ class DetectHead:
             data={"logits": s.logits[bi].numpy(), "relevancy": s.relevancy[bi, ci].numpy()},
             image_size=(oh, ow),
         )
+
+
+def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tensor, fraction: float,
+               outer_conf: torch.Tensor | None = None) -> torch.Tensor:
+    """bool (I, O): inner box i lies >= ``fraction`` of its area inside the larger outer box o,
+    whose confidence is at most ``CONTAINED_MARGIN`` lower (``outer_conf`` defaults to ``inner_conf``)."""
+    outer_conf = inner_conf if outer_conf is None else outer_conf
+    area_i = (inner[:, 2] - inner[:, 0]) * (inner[:, 3] - inner[:, 1])
+    area_o = (outer[:, 2] - outer[:, 0]) * (outer[:, 3] - outer[:, 1])
+    lt = torch.maximum(inner[:, None, :2], outer[None, :, :2])
+    rb = torch.minimum(inner[:, None, 2:], outer[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    return ((inter >= fraction * area_i[:, None]) & (area_o[None, :] > area_i[:, None])
+            & (outer_conf[None, :] >= inner_conf[:, None] - CONTAINED_MARGIN))
+
+
+def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposals won by a class's own negative: (M, 4) boxes and (M,) scores ``sigmoid(s_neg - s_label)``."""
+    from ..prompts import CANONICAL_NEGATIVES
+
+    shared = {*CANONICAL_NEGATIVES, *emb.space.negatives}
+    own = torch.tensor([n not in shared for n in emb.negative_names], dtype=torch.bool)
+    if not bool(own.any()):
+        return boxes[:0], torch.zeros(0)
+    mask = emb.negative_mask & own[None, :]                      # (C, K): class c's own negatives
+    neg = s.negative_logits[:, None, :].masked_fill(~mask[None], float("-inf")).amax(-1)  # (N, C)
+    margin = neg - s.logits                                      # own negative over label, per class
+    best, _ = margin.max(dim=1)
+    score = torch.sigmoid(best)
+    sel = torch.isfinite(best) & (score > 0.5)
+    return boxes[sel], score[sel]

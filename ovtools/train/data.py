@@ -109,9 +109,10 @@ class BatchSource:
         mean, std: the model's normalisation (3 floats each).
         batch_size: rows per batch (at most ``len(table)``; the last partial batch of an epoch is dropped).
         seed: batch order and augmentation seed.
-        augment: random resized crop (area 0.9-1.0, aspect 0.9-1.1) when True.
+        augment: random resized crop (area ``min_scale``-1.0, aspect 0.9-1.1) when True.
         secondary_weight: weight of secondary labels in :func:`ovtools.train.loss.label_targets`.
         cache_bytes: keep decoded images in memory when they fit in this many bytes.
+        min_scale: smallest area fraction kept by the random resized crop.
 
     Raises:
         ValueError: ``batch_size`` not in [2, len(table)].

@@ -12,8 +12,8 @@ temperature) with linear warm-up then cosine decay, learnable temperature
 * ``log.jsonl`` — one line per ``log_every`` steps.
 
 Example:
-    >>> cfg = TrainConfig(data="data/train/captions.csv", model="ovtools-shapes", out="runs/shapes")  # doctest: +SKIP
-    >>> result = train(cfg)                                                                              # doctest: +SKIP
+    >>> cfg = TrainConfig(data="data/train/captions.csv", model="ovtools-shapes", out="runs/s")  # doctest: +SKIP
+    >>> result = train(cfg)                                                                         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -191,8 +191,13 @@ def _resume_paths(resume: str | Path) -> tuple[Path, Path, Path]:
     return p, stem.with_suffix(".json"), stem.with_suffix(".optim.pt")
 
 
-def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float32, meta: dict | None = None) -> None:
-    """Write a model's state dict as safetensors (floating tensors cast to ``dtype``), atomically."""
+def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float32,
+                 meta: dict | None = None) -> None:
+    """Write a model's state dict as safetensors (floating tensors cast to ``dtype``), atomically.
+
+    ``meta`` goes to the safetensors header; the trainer passes none, so that equal
+    weights give byte-identical files (header key order is not stable).
+    """
     from safetensors.torch import save_file
 
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous().clone()
@@ -212,7 +217,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def _save_checkpoint(out: Path, model, opt, sched, step: int, cfg: TrainConfig, loss_name: str, recent: list[float]):
-    save_weights(model, out / "checkpoint.safetensors", meta={"step": step, "model": cfg.model})
+    save_weights(model, out / "checkpoint.safetensors")
     tmp = out / "checkpoint.optim.pt.tmp"
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp)
     os.replace(tmp, out / "checkpoint.optim.pt")
@@ -237,7 +242,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """
     from tqdm.auto import tqdm
 
-    from ..encoders.loading import load_clip, weights_fingerprint  # noqa: F401  (registers ovtools configs)
+    from ..encoders.loading import load_clip
     from .data import BatchSource, load_table
 
     t0 = time.time()
@@ -322,8 +327,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             if done % cfg.log_every == 0 or done == end:
                 recent = sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:])
                 bar.set_postfix(loss=f"{recent:.3f}", scale=f"{scale.item():.1f}")
-                log.write(json.dumps({"step": done, "loss": recent, "lr": sched.get_last_lr()[0],
-                                      "logit_scale": float(scale.detach()), "seconds": round(time.time() - t0, 1)}) + "\n")
+                row = {"step": done, "loss": recent, "lr": sched.get_last_lr()[0],
+                       "logit_scale": float(scale.detach()), "seconds": round(time.time() - t0, 1)}
+                log.write(json.dumps(row) + "\n")
                 log.flush()
             if cfg.save_every and done % cfg.save_every == 0 and done < end:
                 _save_checkpoint(out, model, opt, sched, done, cfg, loss_name, losses)
@@ -333,7 +339,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     step = max(start, end)
     model.eval()
     _save_checkpoint(out, model, opt, sched, step, cfg, loss_name, losses)
-    save_weights(model, out / "model.safetensors", SAVE_DTYPES[cfg.save_dtype], {"step": step, "model": cfg.model})
+    save_weights(model, out / "model.safetensors", SAVE_DTYPES[cfg.save_dtype])
     _write_json(out / "model.json", {"step": step, "model": cfg.model, "loss_name": loss_name,
                                      "save_dtype": cfg.save_dtype, "config": asdict(cfg),
                                      "seconds": round(time.time() - t0, 1)})

@@ -132,3 +132,39 @@ def test_config_validation(tiny_encoder):
         DetectConfig(nms_iou=0.0)
     with pytest.raises(KeyError, match="windows"):
         DetectHead(tiny_encoder, proposals="nope")
+
+
+def test_parts_inside_a_larger_detection_are_removed(tiny_encoder):
+    e = torch.eye(tiny_encoder.embed_dim)
+    emb = make_emb(e[:2], e[2:3], names=["whole", "other"])
+    boxes = torch.tensor([[0.0, 0, 100, 100], [10, 10, 50, 50], [60, 60, 90, 90]])
+    feats = torch.stack([e[0], e[0], F.normalize(e[1] + 0.1 * e[0], dim=0)])  # box 2: another label, inside box 0
+    keep_all = DetectHead(tiny_encoder, contained_fraction=None, class_agnostic_iou=None)
+    det = keep_all.detections_from_features(boxes, feats, emb, (100, 100), (200, 200))
+    assert len(det) == 3 and det.xyxy.max() == 200  # mapped to the original frame
+    same = DetectHead(tiny_encoder, contained_fraction=0.6, class_agnostic_iou=None)
+    det = same.detections_from_features(boxes, feats, emb, (100, 100), (100, 100))
+    assert sorted(det.labels) == ["other", "whole"] and len(det) == 2  # the same-label part went
+    anyl = DetectHead(tiny_encoder, contained_fraction=0.6, contained_any_label=True, class_agnostic_iou=None)
+    det = anyl.detections_from_features(boxes, feats, emb, (100, 100), (100, 100))
+    assert det.labels == ["whole"]
+
+
+def test_region_won_by_an_own_negative_absorbs_parts_inside_it(tiny_encoder):
+    """Query "blue square" alone on a blue cross: the cross's arm looks like a square, but it lies inside a
+    region that the class's own negative ("blue cross") wins, so it is not reported."""
+    from ovtools.prompts import ClassEmbeddings, ClassSpec, load_templates
+
+    e = torch.eye(tiny_encoder.embed_dim)
+    space = ClassSpace("q", (ClassSpec("blue square", negatives=("blue cross",)),))
+    emb = ClassEmbeddings(space, e[:1], torch.stack([e[1], e[2]]), ("object", "blue cross"),
+                          torch.ones(1, 2, dtype=torch.bool), load_templates("single"))
+    boxes = torch.tensor([[0.0, 0, 100, 100], [10, 40, 40, 60], [150, 150, 190, 190]])
+    arm = F.normalize(e[0] + 0.3 * e[2], dim=0)
+    feats = torch.stack([e[2], arm, e[0]])  # the whole cross, its arm, a real square elsewhere
+    plain = DetectHead(tiny_encoder, negatives_absorb_parts=False, class_agnostic_iou=None)
+    det = plain.detections_from_features(boxes, feats, emb, (200, 200), (200, 200))
+    assert len(det) == 2
+    absorb = DetectHead(tiny_encoder, negatives_absorb_parts=True, class_agnostic_iou=None)
+    det = absorb.detections_from_features(boxes, feats, emb, (200, 200), (200, 200))
+    assert len(det) == 1 and det.xyxy[0].tolist() == [150, 150, 190, 190]
