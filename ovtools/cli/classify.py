@@ -29,7 +29,7 @@ def _table(records: list[dict]) -> Table:
     for rec in records:
         top = rec["top_k"]
         best = top[0] if top else {"label": None, "confidence": 0.0}
-        label = "[dim]none of these[/]" if rec["rejected"] else str(best["label"])
+        label = (f"[dim]none of these[/] (best: {best['label']})" if rec["rejected"] else str(best["label"]))
         rest = ", ".join(f"{e['label']} {e['confidence']:.2f}" for e in top[1:])
         t.add_row(rec["image"], label, f"{best['confidence']:.3f}", rest)
     return t

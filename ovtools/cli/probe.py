@@ -100,7 +100,13 @@ def probe(
               "pretrained": pipe.encoder.pretrained, "templates": emb.templates.name,
               "zero_shot_top1": zs["top1"], "probes": []}
     full = linear_probe(x_tr, y_tr, x_te, y_te, seed=seed)
-    for k in ks:
+    fewest = int(np.bincount(y_tr)[np.unique(y_tr)].min())
+    skipped = [k for k in ks if k > fewest]
+    if skipped:
+        opt.stderr.print(f"--shots {','.join(map(str, skipped))}: skipped, a training class has only {fewest} "
+                         "image(s)", highlight=False)
+        result["skipped_shots"] = skipped
+    for k in (k for k in ks if k <= fewest):
         accs = []
         for t in range(trials):
             idx = sample_k_shot(y_tr, k, seed=seed + t)

@@ -242,7 +242,7 @@ def load_clip(
             f"weights for model {model!r} pretrained {pretrained!r} are not in the local cache and could not be "
             "downloaded (offline?). Fetch them once on a connected machine (they go to ~/.cache/huggingface), "
             f"or pass a local checkpoint: --model {arch} --pretrained /path/to/open_clip_model.safetensors "
-            f"(cause: {type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            f"(cause: {type(e).__name__}: {str(e).splitlines()[0]})"
         ) from e
     finally:
         logging.getLogger().disabled = was
