@@ -99,7 +99,10 @@ def probe(
     result = {"train": str(train), "test": str(test), "model": pipe.encoder.name,
               "pretrained": pipe.encoder.pretrained, "templates": emb.templates.name,
               "zero_shot_top1": zs["top1"], "probes": []}
-    full = linear_probe(x_tr, y_tr, x_te, y_te, seed=seed)
+    try:
+        full = linear_probe(x_tr, y_tr, x_te, y_te, seed=seed)
+    except ValueError as e:
+        opt.usage_error(f"{train}: {e}")
     fewest = int(np.bincount(y_tr)[np.unique(y_tr)].min())
     skipped = [k for k in ks if k > fewest]
     if skipped:
