@@ -12,39 +12,19 @@ against labels *and* negatives with :func:`~ovtools.heads.scoring.open_set_score
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from ..errors import UnknownNameError
+from ..registry import Registry
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+_REGISTRY = Registry("head")
 
-
-def register_head(name: str) -> Callable:
-    """Class decorator adding a head to the registry under ``name``.
-
-    Args:
-        name: registry key (case-sensitive).
-
-    Returns:
-        The decorator; it returns the class unchanged.
-
-    Raises:
-        ValueError: ``name`` is already registered.
-    """
-
-    def deco(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"head {name!r} is already registered ({_REGISTRY[name]!r})")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+#: Class decorator adding a head under a name (``ValueError`` if the name is taken).
+register_head = _REGISTRY.register
 
 
 def available_heads() -> list[str]:
     """Sorted names of the registered heads."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_head(name: str, *args: Any, **kwargs: Any):
@@ -60,9 +40,7 @@ def create_head(name: str, *args: Any, **kwargs: Any):
     Raises:
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
     """
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown head {name!r}; available: {available_heads()}")
-    return _REGISTRY[name](*args, **kwargs)
+    return _REGISTRY.create(name, *args, **kwargs)
 
 
 from .classify import ClassifyHead  # noqa: E402

@@ -16,41 +16,21 @@ Built-ins: ``"windows"`` (:class:`~ovtools.proposals.windows.SlidingWindows`),
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..errors import UnknownNameError
+from ..registry import Registry
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+_REGISTRY = Registry("proposal source")
 
-
-def register_proposals(name: str) -> Callable:
-    """Class decorator adding a proposal source to the registry under ``name``.
-
-    Args:
-        name: registry key (case-sensitive).
-
-    Returns:
-        The decorator; it returns the class unchanged.
-
-    Raises:
-        ValueError: ``name`` is already registered.
-    """
-
-    def deco(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"proposal source {name!r} is already registered ({_REGISTRY[name]!r})")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+#: Class decorator adding a proposal source under a name (``ValueError`` if the name is taken).
+register_proposals = _REGISTRY.register
 
 
 def available_proposals() -> list[str]:
     """Sorted names of the registered proposal sources."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_proposals(name: str, **kwargs: Any):
@@ -67,9 +47,7 @@ def create_proposals(name: str, **kwargs: Any):
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
         TypeError / ValueError: invalid options for that source.
     """
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown proposal source {name!r}; available: {available_proposals()}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY.create(name, **kwargs)
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
