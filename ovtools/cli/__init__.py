@@ -20,8 +20,16 @@ for _name in _COMMAND_MODULES:
             raise
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the terminal as one line, without the source location of library code."""
+    return f"Warning: {message}\n"
+
+
 def main() -> None:
     """Console-script entry point."""
+    import warnings
+
+    warnings.formatwarning = _format_warning
     app()
 
 

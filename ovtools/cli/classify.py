@@ -82,7 +82,7 @@ def classify(
     files, problems = opt.expand_inputs(images, recursive)
     if not files and not problems:
         opt.usage_error("no images given")
-    opt.check_outputs({"--output": output}, files)
+    opt.check_outputs({"--output": output, "--save-vis": opt.vis_file(save_vis)}, files)
     many = len(images) > 1 or any(Path(i).is_dir() or opt._is_pattern(i) for i in images)
     vis_targets = opt.prepare_vis_targets(save_vis, files, many)
     opt.register_model_configs()

@@ -107,7 +107,7 @@ def detect(
     files, problems = opt.expand_inputs(images, recursive)
     if not files and not problems:
         opt.usage_error("no images given")
-    opt.check_outputs({"--output": output, "--coco-output": coco_output,
+    opt.check_outputs({"--output": output, "--coco-output": coco_output, "--save-vis": opt.vis_file(save_vis),
                        "--coco-output (categories)": coco_header_path(coco_output) if coco_output else None}, files)
     many = len(images) > 1 or any(Path(i).is_dir() or opt._is_pattern(i) for i in images)
     vis_targets = opt.prepare_vis_targets(save_vis, files, many)

@@ -307,6 +307,11 @@ def prepare_vis_targets(save_vis: Path | None, files: list[Path], expect_many: b
     return targets
 
 
+def vis_file(save_vis: Path | None) -> Path | None:
+    """``--save-vis`` when it names one ``.png`` file (so it can be checked against the other outputs)."""
+    return save_vis if save_vis is not None and save_vis.suffix.lower() == ".png" else None
+
+
 def check_outputs(paths: dict[str, Path | None], files: list[Path]) -> None:
     """Refuse outputs that are inputs, folders, or the same file twice.
 

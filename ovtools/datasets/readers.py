@@ -164,12 +164,33 @@ def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None) 
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             coco = COCO(str(annotation_file))
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{annotation_file}: not a COCO instances file ({type(e).__name__}: {e})") from e
+    except Exception as e:  # pycocotools asserts, indexes and converts without checks
+        raise ValueError(f"{annotation_file}: not a COCO instances file ({type(e).__name__}: {e})") from None
     if "images" not in coco.dataset or "categories" not in coco.dataset:
         raise ValueError(f"{annotation_file}: COCO file needs 'images' and 'categories'")
+    _check_coco(coco.dataset, annotation_file)
     base = Path(image_dir) if image_dir is not None else annotation_file.parent
     ids = sorted(coco.getImgIds())
     cat_ids = sorted(coco.getCatIds())
     return CocoData(annotation_file, coco, ids, [base / coco.imgs[i]["file_name"] for i in ids], cat_ids,
                     [coco.cats[c]["name"] for c in cat_ids])
+
+
+def _check_coco(d: dict, path: Path) -> None:
+    """Raise ``ValueError`` naming the file and entry for what pycocotools would choke on later."""
+    cats = set()
+    for i, c in enumerate(d["categories"]):
+        if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str):
+            raise ValueError(f"{path}: categories[{i}] needs an 'id' and a 'name'")
+        cats.add(c["id"])
+    for i, im in enumerate(d["images"]):
+        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
+            raise ValueError(f"{path}: images[{i}] needs an 'id' and a 'file_name'")
+    for i, a in enumerate(d.get("annotations", [])):
+        box = a.get("bbox") if isinstance(a, dict) else None
+        if (not isinstance(box, list) or len(box) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+                or box[2] < 0 or box[3] < 0):
+            raise ValueError(f"{path}: annotations[{i}].bbox must be [x, y, w, h] numbers with w, h >= 0, got {box!r}")
+        if a.get("category_id") not in cats:
+            raise ValueError(f"{path}: annotations[{i}].category_id {a.get('category_id')!r} is not in categories")

@@ -76,6 +76,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"device={device!r} is not a torch device (try 'cpu', 'cuda', 'cuda:1', 'auto')") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} asked for but CUDA is not available on this machine")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                  and torch.backends.mps.is_available()):
+        raise ValueError(f"device={device!r} asked for but MPS is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: ovtools runs on cpu, cuda or mps")
     return dev
 
 
@@ -214,6 +219,11 @@ def load_clip(
         WeightsUnavailableError: the weights are not cached and cannot be downloaded
             (offline); the message names model and tag and how to use a local file.
     """
+    if not isinstance(model, str):
+        raise TypeError(f"model must be an open_clip name or 'hf-hub:' id (a string), got {model!r}")
+    if pretrained is not None and not isinstance(pretrained, (str, Path)):
+        raise TypeError(f"pretrained must be a tag, a checkpoint path or None, got {pretrained!r}")
+    pretrained = None if pretrained is None else str(pretrained)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     _check_name(model, pretrained)
@@ -249,11 +259,17 @@ def load_clip(
     if local is not None:
         try:
             state = _load_state_dict(local)
-            net.load_state_dict(state, strict=True)
-        except (RuntimeError, ValueError, OSError) as e:
+        except Exception as e:  # safetensors, pickle and zip readers raise many types
             raise WeightsUnavailableError(
-                f"checkpoint {local} does not fit model {model!r}: {str(e).splitlines()[0]}"
-            ) from e
+                f"checkpoint {local} cannot be read as a state dict ({type(e).__name__}: {str(e)[:200]})"
+            ) from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise WeightsUnavailableError(f"checkpoint {local} does not hold a state dict of tensors")
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])[:300]
+            raise WeightsUnavailableError(f"checkpoint {local} does not fit model {model!r}: {detail}") from None
     net = net.to(device=dev, dtype=dtype).eval()
     ident = f"{model}|{pretrained if local is None else local.name}|{weights_fingerprint(net)}"
     return LoadedModel(model=net, tokenizer=tokenizer, device=dev, dtype=dtype, model_id=ident)

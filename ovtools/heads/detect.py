@@ -128,6 +128,7 @@ class DetectConfig:
     max_side: int | None = 640
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.scoring not in ("crop", "dense"):
             raise ValueError(f"scoring must be 'crop' or 'dense', got {self.scoring!r}")
         if self.dense_pool not in ("roi_align", "mean"):
@@ -141,12 +142,42 @@ class DetectConfig:
         for name in ("max_proposals", "max_detections", "crop_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.context_padding < 0:
-            raise ValueError(f"context_padding must be >= 0, got {self.context_padding}")
+        if not 0.0 <= self.context_padding <= 2.0:
+            raise ValueError(f"context_padding must be in [0, 2], got {self.context_padding}")
+        if self.min_box_size < 0:
+            raise ValueError(f"min_box_size must be >= 0 pixels, got {self.min_box_size}")
         if self.max_side is not None and self.max_side < 16:
             raise ValueError(f"max_side must be >= 16 pixels or None, got {self.max_side}")
         if self.dense_side is not None and self.dense_side < 1:
             raise ValueError(f"dense_side must be >= 1 pixel or None, got {self.dense_side}")
+
+
+_KINDS = {  # field → (accepted types, may be None)
+    "proposals": (str, False), "proposal_options": (Mapping, False), "max_proposals": (int, False),
+    "scoring": (str, False), "score_threshold": (float, False), "nms_iou": (float, False),
+    "class_agnostic_iou": (float, True), "contained_fraction": (float, True), "contained_any_label": (bool, False),
+    "negatives_absorb_parts": (bool, False), "max_detections": (int, False), "multi_label": (bool, False),
+    "context_padding": (float, False), "crop_batch_size": (int, False), "dense_side": (int, True),
+    "dense_pool": (str, False), "min_box_size": (float, False), "max_side": (int, True),
+}
+
+
+def _check_types(cfg: "DetectConfig") -> None:
+    """Raise ``TypeError`` naming the field for a value of the wrong type (bools are not numbers here)."""
+    for name, (kind, nullable) in _KINDS.items():
+        v = getattr(cfg, name)
+        if v is None and nullable:
+            continue
+        if kind is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # not NaN
+        elif kind is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        else:
+            ok = isinstance(v, kind)
+        if not ok:
+            want = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
+                    Mapping: "a mapping"}[kind]
+            raise TypeError(f"{name} must be {want}{' or null' if nullable else ''}, got {v!r}")
 
 
 def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:

@@ -74,11 +74,18 @@ def check_output_path(path: str | Path, inputs: Iterable[str | Path] = ()) -> Pa
 
     Raises:
         OutputPathError: ``path`` resolves to one of ``inputs`` (same file, also through
-            links), or is an existing folder.
+            links), is an existing folder, or its folder cannot be written.
     """
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"output {path} is a folder; give a file name")
+    parent = path.expanduser().parent
+    while not parent.exists() and parent != parent.parent:  # missing folders are created later
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"output {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"output {path}: cannot write in {parent}")
     target = path.expanduser().resolve()
     for src in inputs:
         src = Path(src)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.images import LoadedImage, as_loaded
-from ..prompts import ClassEmbeddings, ClassSpace, EmbeddingCache, build_class_embeddings, load_templates
+from ..prompts import ClassEmbeddings, ClassSpace, EmbeddingCache, build_class_embeddings, load_templates, parse_labels
 from .presets import COMMON_KEYS, Settings, resolve_settings
 
 _MEMO_SIZE = 16
@@ -135,7 +135,7 @@ class Pipeline:
         elif isinstance(labels, str):
             space = ClassSpace.from_labels(labels)
         elif isinstance(labels, Sequence):
-            space = ClassSpace.from_names(list(labels))
+            space = ClassSpace.from_names(parse_labels(list(labels)))
         else:
             raise TypeError(f"labels must be a string, a list of strings or a ClassSpace, got {type(labels).__name__}")
         tname = templates if templates is not None else self.settings["templates"]

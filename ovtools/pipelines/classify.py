@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..structures import Classifications
 from .base import Pipeline
@@ -106,6 +108,9 @@ class ClassifyPipeline(Pipeline):
             ValueError: ``images`` is empty.
             RuntimeError: no labels set.
         """
+        if isinstance(images, (np.ndarray, str)) or not isinstance(images, Sequence):
+            raise TypeError(f"classify_batch takes a list of images, got {type(images).__name__}; "
+                            "call the pipeline itself for one image")
         if len(images) == 0:
             raise ValueError("classify_batch needs at least one image")
         emb = self.embeddings  # read once: a concurrent set_labels cannot mix class spaces

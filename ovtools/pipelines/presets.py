@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError, UnknownNameError
-from ..prompts.yamlfile import read_yaml
+from ..prompts.yamlfile import looks_like_path, missing_file_error, read_yaml
 from ..resources import presets_dir
 
 #: Keys every pipeline accepts, with their built-in defaults.
@@ -62,11 +62,14 @@ def preset_path(name_or_path: str | Path) -> Path:
     """Resolve a preset name (``"detect-default"``) or a YAML path to a file.
 
     Raises:
+        FileNotFoundError: a path (with a folder part or .yaml suffix) that does not exist.
         UnknownNameError: neither an existing file nor a shipped preset (lists the shipped ones).
     """
     p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
+    if looks_like_path(name_or_path):
+        raise missing_file_error("pipeline preset", name_or_path)
     if p.suffix not in (".yaml", ".yml") and "/" not in str(name_or_path):
         try:
             candidate = presets_dir() / f"{name_or_path}.yaml"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, UnknownNameError
 from ..resources import configs_dir
-from .yamlfile import read_yaml
+from .yamlfile import looks_like_path, missing_file_error, read_yaml
 
 CANONICAL_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
 
@@ -131,6 +131,8 @@ class ClassSpace:
         path = Path(name_or_path)
         if path.is_file():
             return cls.from_yaml(path)
+        if looks_like_path(name_or_path):
+            raise missing_file_error("class space", name_or_path)
         builtin = configs_dir() / "classes" / f"{name_or_path}.yaml"
         if builtin.is_file():
             return cls.from_yaml(builtin)
@@ -229,6 +231,9 @@ def parse_labels(labels: str | list[str]) -> list[str]:
         parts = rows[0] if rows else []
     else:
         parts = list(labels)
+        bad = [p for p in parts if not isinstance(p, str)]
+        if bad:
+            raise TypeError(f"labels must be strings, got {bad[:5]!r}")
     out: list[str] = []
     seen: dict[str, str] = {}
     for i, part in enumerate(parts):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, UnknownNameError
 from ..resources import configs_dir
-from .yamlfile import read_yaml
+from .yamlfile import looks_like_path, missing_file_error, read_yaml
 
 DEFAULT_TEMPLATES = "openai_imagenet"
 
@@ -57,6 +57,8 @@ def load_templates(name_or_path: str | Path | TemplateSet | None = None) -> Temp
     name_or_path = name_or_path or DEFAULT_TEMPLATES
     path = Path(name_or_path)
     if not path.is_file():
+        if looks_like_path(name_or_path):
+            raise missing_file_error("template set", name_or_path)
         builtin = configs_dir() / "templates" / f"{name_or_path}.yaml"
         if not builtin.is_file():
             raise UnknownNameError(

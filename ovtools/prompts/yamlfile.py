@@ -9,6 +9,17 @@ import yaml
 from ..errors import ConfigError
 
 
+def looks_like_path(name_or_path: str | Path) -> bool:
+    """A reference meant as a file (has a folder part or a YAML suffix) rather than a built-in name."""
+    text = str(name_or_path)
+    return "/" in text or "\\" in text or Path(text).suffix.lower() in (".yaml", ".yml")
+
+
+def missing_file_error(kind: str, name_or_path: str | Path) -> FileNotFoundError:
+    """The error for a {kind} given as a path that does not exist."""
+    return FileNotFoundError(f"{kind} file not found: {name_or_path}")
+
+
 def read_yaml(path: str | Path):
     """Parse a YAML file.
 
