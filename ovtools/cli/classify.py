@@ -41,7 +41,7 @@ def classify(
     labels: opt.Labels = None,
     classes: opt.Classes = None,
     top_k: Annotated[Optional[int], typer.Option(
-        "--top-k", "-k", min=1, help="Labels reported per image, best first. Default: 5.",
+        "--top-k", "-k", min=1, help="Labels reported per image, best first. Default: the preset's (5 classify-default, 3 classify-shapes).",
         show_default=False)] = None,
     reject: Annotated[Optional[bool], typer.Option(
         "--reject/--no-reject", help="Report 'none of these' when the best label does not beat its negatives "

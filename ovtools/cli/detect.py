@@ -44,15 +44,11 @@ def detect(
     images: opt.Images,
     labels: opt.Labels = None,
     classes: opt.Classes = None,
-    scoring: Annotated[Optional[str], typer.Option(
-        "--scoring", help="crop: encode a context crop per proposal (accurate); dense: one MaskCLIP dense pass per "
-        "image, pooled per box (fast). Default: crop.", show_default=False)] = None,
+    scoring: opt.Scoring = None,
     proposals: Annotated[Optional[str], typer.Option(
         "--proposals", help="Box proposal source: segments (colour-coherent regions), windows (multi-scale sliding "
         "windows) or hybrid (both). Default: the preset's (segments).", show_default=False)] = None,
-    threshold: Annotated[Optional[float], typer.Option(
-        "--threshold", min=0.0, max=1.0, help="Smallest confidence reported, in [0, 1]; a label must also beat its "
-        "negatives. Default: 0.3.", show_default=False)] = None,
+    threshold: opt.Threshold = None,
     nms_iou: Annotated[Optional[float], typer.Option(
         "--nms-iou", min=0.0, max=1.0, help="Per-class non-maximum suppression IoU in (0, 1]. Default: 0.5.",
         show_default=False)] = None,

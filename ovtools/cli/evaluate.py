@@ -138,12 +138,8 @@ def evaluate(
         "--absent/--no-absent", help="COCO: also query one absent category per image alone and report how often "
         "nothing is detected (absent_label_rejection).")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed for choosing absent categories.")] = 0,
-    scoring: Annotated[Optional[str], typer.Option(
-        "--scoring", help="COCO: region scoring, crop or dense (see `ovtools detect --help`). Default: the "
-        "preset's.", show_default=False)] = None,
-    threshold: Annotated[Optional[float], typer.Option(
-        "--threshold", min=0.0, max=1.0, help="COCO: smallest confidence reported. Default: the preset's.",
-        show_default=False)] = None,
+    scoring: opt.Scoring = None,
+    threshold: opt.Threshold = None,
     output: opt.Output = None,
     batch_size: opt.BatchSize = None,
     max_side: opt.MaxSide = None,

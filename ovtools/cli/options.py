@@ -77,6 +77,12 @@ MaxSide = Annotated[Optional[int], typer.Option(
 Preset = Annotated[Optional[str], typer.Option(
     "--preset", help="Pipeline preset: a name from pipelines/ (`ovtools models --presets`) or a YAML file; "
     "other options override its values.", show_default=False)]
+Scoring = Annotated[Optional[str], typer.Option(
+    "--scoring", help="Detection region scoring. crop: encode a context crop per proposal (accurate); dense: one "
+    "MaskCLIP dense pass per image, pooled per box (fast). Default: the preset's (crop).", show_default=False)]
+Threshold = Annotated[Optional[float], typer.Option(
+    "--threshold", min=0.0, max=1.0, help="Smallest detection confidence reported, in [0, 1]; a label must also "
+    "beat its negatives. Default: the preset's (0.3 detect-default, 0.5 detect-shapes).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the results table.")]
 
 
