@@ -125,11 +125,12 @@ def read_preset(path: Path, allowed: Mapping[str, Any], task: str) -> dict[str, 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a preset must be a mapping of keys to values, got {type(data).__name__}")
+    if "task" in data and data["task"] != task:  # checked first: a detect preset given to classify
+        raise ConfigError(f"{path}: this preset is for the {data['task']!r} pipeline, not {task!r} "
+                          f"(its key 'task' is {data['task']!r})")
     for key in data:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown key {key!r}; allowed keys: {sorted(allowed)}")
-    if "task" in data and data["task"] != task:
-        raise ConfigError(f"{path}: key 'task' is {data['task']!r} but this is a {task!r} pipeline")
     return dict(data)
 
 

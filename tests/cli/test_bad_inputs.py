@@ -108,3 +108,8 @@ def test_malformed_coco_is_usage_error(tmp_path, doc):
     p.write_text(json.dumps(doc))
     r = CliRunner().invoke(app, ["eval", str(p), *TINY, "-l", "a"])
     assert r.exit_code == 2 and "bad.json" in r.output
+
+
+def test_preset_of_the_other_task_says_so(img):
+    r = CliRunner().invoke(app, ["classify", str(img), "--preset", "detect-shapes", "-l", "a"])
+    assert r.exit_code == 2 and "for the 'detect' pipeline, not 'classify'" in r.output
