@@ -68,7 +68,6 @@ def classify(
     with a progress bar on stderr; a file that cannot be read is reported by
     name and skipped (exit code 1).
     """
-    from ..io.images import load_image
     from ..io.vis import draw_classifications, save_png
     from ..io.writers import classification_record, results_document, write_json
 
@@ -96,17 +95,7 @@ def classify(
     with progress:
         for name, reason in problems:
             errors.append(opt.report_failure(progress, name, reason))
-        for start in range(0, len(files), bs):
-            chunk = list(enumerate(files))[start : start + bs]
-            loaded = []
-            for i, f in chunk:
-                try:
-                    loaded.append((i, f, load_image(f, pipe.settings["max_side"])))
-                except Exception as e:  # ImageLoadError, or anything else a broken file triggers
-                    errors.append(opt.report_failure(progress, f, e))
-                    progress.advance(task)
-            if not loaded:
-                continue
+        for loaded in opt.loaded_batches(files, bs, pipe.settings["max_side"], progress, task, errors):
             result = pipe.classify_batch([im for _, _, im in loaded])
             for row, (i, f, im) in enumerate(loaded):
                 records.append(classification_record(f, result, row, im.original_size))

@@ -27,10 +27,9 @@ from . import options as opt
 from .app import app
 
 
-def _classification(pipe, data_path: Path, progress_on: bool) -> dict:
+def _classification(pipe, data_path: Path) -> dict:
     from ..eval import classification_metrics
     from ..eval.data import map_to_space, read_labelled_images
-    from ..io.images import load_image
 
     try:
         data = read_labelled_images(data_path)
@@ -41,18 +40,11 @@ def _classification(pipe, data_path: Path, progress_on: bool) -> dict:
     logits, kept, errors = [], [], []
     bs = pipe.settings["batch_size"]
     with progress:
-        for start in range(0, len(data.paths), bs):
-            loaded = []
-            for i in range(start, min(start + bs, len(data.paths))):
-                try:
-                    loaded.append((i, load_image(data.paths[i], pipe.settings["max_side"])))
-                except Exception as e:
-                    errors.append(opt.report_failure(progress, data.paths[i], e))
-                progress.advance(task)
-            if loaded:
-                res = pipe.classify_batch([im for _, im in loaded])
-                logits.append(res.logits)
-                kept.extend(i for i, _ in loaded)
+        for loaded in opt.loaded_batches(data.paths, bs, pipe.settings["max_side"], progress, task, errors):
+            res = pipe.classify_batch([im for _, _, im in loaded])
+            logits.append(res.logits)
+            kept.extend(i for i, _, _ in loaded)
+            progress.advance(task, len(loaded))
     if not kept:
         opt.usage_error(f"{data_path}: no image could be read")
     m = classification_metrics(np.concatenate(logits), targets[kept], pipe.labels)
@@ -159,20 +151,12 @@ def evaluate(
     is_coco = data.suffix.lower() == ".json"
     overrides = opt.model_overrides(model, pretrained, device, precision, templates, batch_size, cache_dir,
                                     no_cache, max_side)
-    if labels is not None or classes is not None:
-        overrides.update(opt.class_options(labels, classes, False))
-    elif not opt.preset_has_classes(preset):
-        try:
-            if is_coco:
-                from ..datasets.readers import read_coco
+    from ..datasets.readers import read_coco
+    from ..eval.data import read_labelled_images
 
-                overrides["labels"] = read_coco(data, image_dir).categories
-            else:
-                from ..eval.data import read_labelled_images
-
-                overrides["labels"] = read_labelled_images(data).class_names
-        except (ValueError, FileNotFoundError) as e:
-            opt.usage_error(str(e))
+    overrides.update(opt.class_overrides_or(
+        labels, classes, preset,
+        lambda: read_coco(data, image_dir).categories if is_coco else read_labelled_images(data).class_names))
     opt.check_outputs({"--output": output}, [data])
     if not is_coco and (scoring is not None or threshold is not None):
         opt.usage_error("--scoring and --threshold apply to detection (a COCO .json dataset)")
@@ -191,7 +175,7 @@ def evaluate(
         from ..pipelines import ClassifyPipeline
 
         pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides)
-        result = _classification(pipe, data, not quiet)
+        result = _classification(pipe, data)
     result = {"dataset": str(data), "model": pipe.encoder.name, "pretrained": pipe.encoder.pretrained,
               "templates": pipe.embeddings.templates.name, "classes": pipe.class_space.name, **result}
     if output is not None:

@@ -212,6 +212,21 @@ def class_options(labels: str | None, classes: str | None, preset_gives_classes:
     return {}
 
 
+def class_overrides_or(labels: str | None, classes: str | None, preset: str | None, fallback) -> dict:
+    """Class overrides from ``--labels`` / ``--classes``; without them, and without a preset that names
+    classes, ``{"labels": fallback()}`` (e.g. a dataset's own class names).
+
+    Raises:
+        typer.Exit: (code 2) as :func:`class_options`, or ``fallback`` raising ValueError / FileNotFoundError.
+    """
+    if labels is not None or classes is not None or preset_has_classes(preset):
+        return class_options(labels, classes, True)
+    try:
+        return {"labels": fallback()}
+    except (ValueError, FileNotFoundError) as e:
+        usage_error(str(e))
+
+
 def model_overrides(model: str | None, pretrained: str | None, device: str | None, precision: str | None,
                     templates: str | None, batch_size: int | None, cache_dir: Path | None, no_cache: bool,
                     max_side: int | None) -> dict:
@@ -359,6 +374,29 @@ def make_progress(total: int, description: str):
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=stderr, disable=total < 2, transient=False)
     return progress, progress.add_task(description, total=total)
+
+
+def loaded_batches(paths: list[Path], batch_size: int, max_side: int | None, progress, task, errors: list[dict]):
+    """Decode ``paths`` in chunks of ``batch_size``, reporting and skipping unreadable files.
+
+    A file that fails to decode is printed (``skipped <name>: <reason>``), appended to
+    ``errors`` and counted on the progress bar; the caller advances the bar for the rest.
+
+    Yields:
+        Non-empty lists of ``(index into paths, path, LoadedImage)``.
+    """
+    from ..io.images import load_image
+
+    for start in range(0, len(paths), batch_size):
+        loaded = []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                loaded.append((i, paths[i], load_image(paths[i], max_side)))
+            except Exception as e:  # ImageLoadError, or anything else a broken file triggers
+                errors.append(report_failure(progress, paths[i], e))
+                progress.advance(task)
+        if loaded:
+            yield loaded
 
 
 def report_failure(progress, name: str | Path, error: BaseException | str) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -76,10 +76,7 @@ def probe(
     opt.check_outputs({"--output": output}, [train, test])
     overrides = opt.model_overrides(model, pretrained, device, precision, templates, batch_size, cache_dir,
                                     no_cache, max_side)
-    if labels is not None or classes is not None:
-        overrides.update(opt.class_options(labels, classes, False))
-    elif not opt.preset_has_classes(preset):
-        overrides["labels"] = tr.class_names
+    overrides.update(opt.class_overrides_or(labels, classes, preset, lambda: tr.class_names))
     pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides)
     try:
         y_tr, y_te = map_to_space(tr, pipe.labels), map_to_space(te, pipe.labels)

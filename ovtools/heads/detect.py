@@ -435,9 +435,7 @@ def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tenso
 
 def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.Tensor]:
     """Proposals won by a class's own negative: (M, 4) boxes and (M,) scores ``sigmoid(s_neg - s_label)``."""
-    from ..prompts import CANONICAL_NEGATIVES
-
-    shared = {*CANONICAL_NEGATIVES, *emb.space.negatives}
+    shared = emb.space.shared_negatives()
     own = torch.tensor([n not in shared for n in emb.negative_names], dtype=torch.bool)
     if not bool(own.any()):
         return boxes[:0], torch.zeros(0)

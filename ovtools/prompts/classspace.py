@@ -78,6 +78,10 @@ class ClassSpace:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def shared_negatives(self) -> set[str]:
+        """Negatives that apply to every class: the canonical phrases and the space-level ones."""
+        return {*CANONICAL_NEGATIVES, *self.negatives}
+
     def all_negatives(self) -> list[str]:
         """Every negative phrase used with this space: canonical, space-level, per-class (deduplicated, ordered).
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .cache import EmbeddingCache, cache_key
-from .classspace import CANONICAL_NEGATIVES, ClassSpace, ClassSpec
+from .classspace import ClassSpace, ClassSpec
 from .templates import TemplateSet, load_templates
 
 
@@ -92,7 +92,7 @@ def build_class_embeddings(
         emb = ensemble(encoder, groups)
         cls_emb, neg_emb = emb[: len(space)].contiguous(), emb[len(space) :].contiguous()
         cache.put(key, {"classes": cls_emb, "negatives": neg_emb})
-    shared = {*CANONICAL_NEGATIVES, *space.negatives}
+    shared = space.shared_negatives()
     mask = torch.tensor(
         [[n in shared or n in spec.negatives for n in neg_names] for spec in space.classes], dtype=torch.bool
     ).reshape(len(space), len(neg_names))
