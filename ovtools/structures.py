@@ -112,16 +112,64 @@ class Detections:
         return sv.Detections(xyxy=self.xyxy, confidence=self.confidence, class_id=self.class_id,
                              mask=self.mask, data={"class_name": np.array(self.labels), **self.data})
 
+    def label_map(self, background: int = -1) -> np.ndarray:
+        """Semantic label map from the instance masks: each pixel takes the ``class_id`` of the most
+        confident mask covering it.
+
+        Args:
+            background: value of pixels no mask covers.
+
+        Returns:
+            int32 (H, W) at the masks' size (the original image's pixels).
+
+        Raises:
+            ValueError: the detections have no masks.
+        """
+        if self.mask is None:
+            raise ValueError("label_map needs instance masks (Detections.mask is None)")
+        out = np.full(self.mask.shape[1:], background, np.int32)
+        for i in np.argsort(self.confidence, kind="stable"):  # most confident painted last
+            out[self.mask[i]] = self.class_id[i]
+        return out
+
     def to_dict(self) -> dict:
-        """JSON-ready dict (the ``detections`` schema documented in ``ovtools.io.writers``)."""
-        return {
-            "image_size": list(self.image_size) if self.image_size else None,
-            "detections": [
-                {"label": self.class_names[c], "class_id": int(c), "confidence": round(float(s), 6),
+        """JSON-ready dict (the ``detections`` schema documented in ``ovtools.io.writers``).
+
+        With masks, every detection also has ``"segmentation"``: its mask as COCO RLE
+        (``{"size": [H, W], "counts": str}``, pycocotools' compressed form) and ``"area"`` in pixels.
+        """
+        dets = [{"label": self.class_names[c], "class_id": int(c), "confidence": round(float(s), 6),
                  "xyxy": [round(float(v), 2) for v in box]}
-                for box, s, c in zip(self.xyxy, self.confidence, self.class_id)
-            ],
-        }
+                for box, s, c in zip(self.xyxy, self.confidence, self.class_id)]
+        if self.mask is not None and len(dets):
+            for d, rle in zip(dets, masks_to_rle(self.mask)):
+                d["segmentation"] = rle
+                d["area"] = int(rle.pop("area"))
+        return {"image_size": list(self.image_size) if self.image_size else None, "detections": dets}
+
+
+def masks_to_rle(masks: np.ndarray) -> list[dict]:
+    """COCO RLE of bool masks (N, H, W) via pycocotools: ``[{"size": [H, W], "counts": str, "area": int}]``."""
+    from pycocotools import mask as mask_utils
+
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(np.asarray(masks, np.uint8).transpose(1, 2, 0)))
+    areas = mask_utils.area(rles)
+    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii"), "area": int(a)}
+            for r, a in zip(rles, areas)]
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """Tight boxes of bool masks (N, H, W) → float32 (N, 4) xyxy pixels (``x_max`` = last column + 1);
+    an empty mask gives ``[0, 0, 0, 0]``."""
+    masks = np.asarray(masks, bool)
+    out = np.zeros((len(masks), 4), np.float32)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+        if len(ys):
+            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return out
 
 
 @dataclass

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from . import options as opt
 from .app import app
+from .batch import finish, run_images, save_overlay
 
 _TABLE_ROWS = 15  # detections shown per image; --output has them all
 
@@ -81,10 +82,7 @@ def detect(
     cannot be read is reported by name and skipped (exit code 1).  --batch-size
     sets the crops per forward pass.
     """
-    from ..io.images import load_image
-    from ..io.vis import draw_detections, save_png
-    from ..io.writers import (coco_header_path, detection_record, results_document, write_coco_results,
-                              write_json)
+    from ..io.writers import coco_header_path
     from ..proposals import available_proposals
 
     if scoring is not None and scoring not in ("crop", "dense"):
@@ -110,36 +108,8 @@ def detect(
     opt.register_model_configs()
     from ..pipelines import DetectPipeline
     pipe = opt.build_pipeline(DetectPipeline, preset if preset is not None else "detect-default", overrides)
-
-    records: list[dict] = []
-    errors: list[dict] = []
-    progress, task = opt.make_progress(len(files), "detect")
-    with progress:
-        for name, reason in problems:
-            errors.append(opt.report_failure(progress, name, reason))
-        for i, f in enumerate(files):
-            try:
-                im = load_image(f, pipe.settings["max_side"])
-                det = pipe(im)
-            except Exception as e:  # ImageLoadError, or anything a broken file triggers: skip it
-                errors.append(opt.report_failure(progress, f, e))
-                progress.advance(task)
-                continue
-            records.append(detection_record(f, det, im.original_size))
-            if vis_targets is not None:
-                try:
-                    save_png(draw_detections(im, det), vis_targets[i], files)
-                except OSError as e:
-                    errors.append(opt.report_failure(progress, f, f"cannot write {vis_targets[i]}: {e}"))
-            progress.advance(task)
+    savers = [("--save-vis", vis_targets, save_overlay)] if vis_targets is not None else []
+    records, errors = run_images(pipe, files, problems, "detect", savers)
     if records and not quiet:
         opt.stdout.print(_table(records))
-    if output is not None:
-        doc = results_document("detect", records, pipe.labels, model=getattr(pipe.encoder, "name", None),
-                               pretrained=getattr(pipe.encoder, "pretrained", None), errors=errors)
-        write_json(output, doc, files)
-    if coco_output is not None:
-        write_coco_results(coco_output, records, pipe.labels, pipe.class_space.name, files)
-    if errors:
-        opt.stderr.print(f"{len(errors)} of {len(files) + len(problems)} input(s) failed", highlight=False)
-        raise typer.Exit(1)
+    finish(pipe, "detect", records, errors, len(files) + len(problems), files, output, coco_output)

@@ -3,6 +3,7 @@
     ovtools eval val/ --classes shapes --preset classify-shapes         # ImageFolder: zero-shot top-1/top-5
     ovtools eval pairs.csv --labels "cat, dog"                          # CSV with a label (or caption) column
     ovtools eval instances.json --preset detect-shapes -o metrics.json  # COCO: AP, AP50, AR via pycocotools
+    ovtools eval instances.json --preset segment-shapes                 # COCO masks: mask AP + semantic mIoU
 
 Classification reports top-1, top-5 and mean per-class recall (CLIP paper §3.1,
 as CLIP_benchmark does).  Detection runs the detection pipeline on every image
@@ -10,7 +11,11 @@ of a COCO instances file and scores it with pycocotools' COCOeval; it also
 checks that labels absent from an image are not reported: for each image one
 category that does not occur in it is queried alone (with its synonyms and
 negatives from the class space), and the share of images where nothing is
-reported is ``absent_label_rejection``.
+reported is ``absent_label_rejection``.  Segmentation (a ``segment`` preset or
+``--task segment``) runs the segmentation pipeline and adds mask AP (COCOeval
+``segm``, keys ``mask_AP``, ``mask_AP50``, ...) and the semantic-segmentation
+``mIoU`` of the label maps against the annotations' masks
+(:mod:`ovtools.eval.segmentation`).
 """
 
 from __future__ import annotations
@@ -60,10 +65,13 @@ def _single_class(space, class_id: int):
                       templates=space.templates)
 
 
-def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: int) -> dict:
+def _instances(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: int) -> dict:
+    """Detection (box AP) or, for a segmentation pipeline, mask AP + semantic mIoU on a COCO file."""
     from ..datasets.readers import read_coco
     from ..eval import coco_detection_metrics
+    from ..eval.segmentation import ConfusionMatrix, coco_label_map
     from ..io.images import load_image
+    from ..structures import masks_to_rle
 
     try:
         data = read_coco(ann, image_dir)
@@ -75,6 +83,9 @@ def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
     if missing:
         opt.usage_error(f"{ann}: categories not in the class space {space.name!r}: {missing[:10]}")
     to_cat = {index[c.casefold()]: cid for c, cid in zip(data.categories, data.category_ids)}
+    to_class = {cid: k for k, cid in to_cat.items()}
+    segment = pipe.task == "segment"
+    confusion = ConfusionMatrix(len(space.names)) if segment else None
     rng = np.random.default_rng(seed)
     results, errors, absent_ok, absent_n = [], [], 0, 0
     progress, task = opt.make_progress(len(data.paths), "eval")
@@ -88,11 +99,17 @@ def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
                 errors.append(opt.report_failure(progress, path, e))
                 continue
             det = pipe(image)
-            for box, score, c in zip(det.xyxy, det.confidence, det.class_id):
+            rles = masks_to_rle(det.mask) if segment else [None] * len(det)
+            for box, score, c, rle in zip(det.xyxy, det.confidence, det.class_id, rles):
                 if int(c) in to_cat:
                     x0, y0, x1, y1 = (float(v) for v in box)
-                    results.append({"image_id": int(img_id), "category_id": to_cat[int(c)],
-                                    "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+                    res = {"image_id": int(img_id), "category_id": to_cat[int(c)],
+                           "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)}
+                    if rle is not None:
+                        res["segmentation"] = {"size": rle["size"], "counts": rle["counts"]}
+                    results.append(res)
+            if segment:
+                confusion.update(coco_label_map(data.coco, img_id, to_class, image.original_size), det.label_map())
             if absent:
                 present = {a["category_id"] for a in data.coco.imgToAnns.get(img_id, [])}
                 candidates = [c for c, cid in zip(data.categories, data.category_ids) if cid not in present]
@@ -101,9 +118,16 @@ def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
                     absent_n += 1
                     absent_ok += len(pipe(image, labels=_single_class(space, index[label.casefold()]))) == 0
     seconds = time.perf_counter() - t0
-    metrics = coco_detection_metrics(data.coco, results)
-    out = {"task": "detection", "n_images": len(data.paths), **metrics, "n_detections": len(results),
-           "seconds_per_image": round(seconds / max(len(data.paths), 1), 4), "errors": errors}
+    out = {"task": "segmentation" if segment else "detection", "n_images": len(data.paths)}
+    if segment:
+        sem = confusion.metrics(space.names)
+        out.update({"mIoU": sem["mIoU"], "background_IoU": sem["background_IoU"],
+                    "pixel_accuracy": sem["pixel_accuracy"], "classes_in_gt": sem["classes_in_gt"]})
+        out.update({f"mask_{k}": v for k, v in coco_detection_metrics(data.coco, results, "segm").items()})
+        out["per_class_IoU"] = sem["per_class_IoU"]
+    out.update(coco_detection_metrics(data.coco, results))
+    out.update({"n_detections": len(results), "seconds_per_image": round(seconds / max(len(data.paths), 1), 4),
+                "errors": errors})
     if absent:
         out["absent_label_rejection"] = absent_ok / absent_n if absent_n else None
         out["absent_label_checks"] = absent_n
@@ -114,7 +138,7 @@ def _detection(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
 def evaluate(
     data: Annotated[Path, typer.Argument(
         help="ImageFolder directory or image-caption CSV (zero-shot classification), or a COCO instances "
-        "JSON (detection).", show_default=False)],
+        "JSON (detection or segmentation).", show_default=False)],
     labels: opt.Labels = None,
     classes: opt.Classes = None,
     templates: opt.Templates = None,
@@ -130,6 +154,9 @@ def evaluate(
         "--absent/--no-absent", help="COCO: also query one absent category per image alone and report how often "
         "nothing is detected (absent_label_rejection).")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed for choosing absent categories.")] = 0,
+    task: Annotated[Optional[str], typer.Option(
+        "--task", help="COCO: detect (box AP) or segment (mask AP, semantic mIoU). Default: the preset's task, "
+        "else detect.", show_default=False)] = None,
     scoring: opt.Scoring = None,
     threshold: opt.Threshold = None,
     output: opt.Output = None,
@@ -139,7 +166,8 @@ def evaluate(
     no_cache: opt.NoCache = False,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Evaluate zero-shot classification (top-1, top-5, mean per-class recall) or detection (COCO AP).
+    """Evaluate zero-shot classification (top-1, top-5, mean per-class recall), detection (COCO AP)
+    or segmentation (mask AP and semantic mIoU).
 
     Without --labels/--classes, ImageFolder names (or CSV labels, or COCO category
     names) become the class space.  Metrics are printed as JSON and written to
@@ -158,19 +186,24 @@ def evaluate(
         labels, classes, preset,
         lambda: read_coco(data, image_dir).categories if is_coco else read_labelled_images(data).class_names))
     opt.check_outputs({"--output": output}, [data])
-    if not is_coco and (scoring is not None or threshold is not None):
-        opt.usage_error("--scoring and --threshold apply to detection (a COCO .json dataset)")
+    if not is_coco and (scoring is not None or threshold is not None or task is not None):
+        opt.usage_error("--scoring, --threshold and --task apply to detection/segmentation (a COCO .json dataset)")
+    kind = task or opt.preset_task(preset) or "detect"
+    if kind not in ("detect", "segment"):
+        opt.usage_error(f"--task must be detect or segment for a COCO file, got {kind!r}")
     if scoring is not None:
-        if scoring not in ("crop", "dense"):
-            opt.usage_error(f"--scoring must be crop or dense, got {scoring!r}")
+        allowed = ("crop", "dense", "fusion") if kind == "segment" else ("crop", "dense")
+        if scoring not in allowed:
+            opt.usage_error(f"--scoring must be one of {', '.join(allowed)} for {kind}, got {scoring!r}")
         overrides["scoring"] = scoring
     if threshold is not None:
         overrides["score_threshold"] = threshold
     if is_coco:
-        from ..pipelines import DetectPipeline
+        from ..pipelines import DetectPipeline, SegmentPipeline
 
-        pipe = opt.build_pipeline(DetectPipeline, preset if preset is not None else "detect-default", overrides)
-        result = _detection(pipe, data, image_dir, absent, seed)
+        factory = SegmentPipeline if kind == "segment" else DetectPipeline
+        pipe = opt.build_pipeline(factory, preset if preset is not None else f"{kind}-default", overrides)
+        result = _instances(pipe, data, image_dir, absent, seed)
     else:
         from ..pipelines import ClassifyPipeline
 

@@ -78,8 +78,9 @@ Preset = Annotated[Optional[str], typer.Option(
     "--preset", help="Pipeline preset: a name from pipelines/ (`ovtools models --presets`) or a YAML file; "
     "other options override its values.", show_default=False)]
 Scoring = Annotated[Optional[str], typer.Option(
-    "--scoring", help="Detection region scoring. crop: encode a context crop per proposal (accurate); dense: one "
-    "MaskCLIP dense pass per image, pooled per box (fast). Default: the preset's (crop).", show_default=False)]
+    "--scoring", help="Region scoring. crop: encode a context crop per proposal (accurate); dense: one "
+    "MaskCLIP dense pass per image, pooled per box or mask (fast); fusion (segmentation only): ConceptFusion "
+    "blend of global and crop features. Default: the preset's (crop).", show_default=False)]
 Threshold = Annotated[Optional[float], typer.Option(
     "--threshold", min=0.0, max=1.0, help="Smallest detection confidence reported, in [0, 1]; a label must also "
     "beat its negatives. Default: the preset's (0.3 detect-default, 0.5 detect-shapes).", show_default=False)]
@@ -253,14 +254,14 @@ def model_overrides(model: str | None, pretrained: str | None, device: str | Non
     return out
 
 
-def preset_has_classes(preset: str | None) -> bool:
-    """Whether an explicitly named preset sets ``classes`` or ``labels``.
+def _preset_data(preset: str | None) -> dict:
+    """The mapping of an explicitly named preset (``{}`` for none).
 
     Raises:
         typer.Exit: (code 2) unknown preset or unreadable file.
     """
     if preset is None:
-        return False
+        return {}
     from ..errors import ConfigError, UnknownNameError
     from ..pipelines.presets import preset_path
     from ..prompts.yamlfile import read_yaml
@@ -269,7 +270,18 @@ def preset_has_classes(preset: str | None) -> bool:
         data = read_yaml(preset_path(preset))
     except (UnknownNameError, ConfigError, FileNotFoundError) as e:
         usage_error(str(e))
-    return isinstance(data, dict) and (data.get("classes") is not None or data.get("labels") is not None)
+    return data if isinstance(data, dict) else {}
+
+
+def preset_has_classes(preset: str | None) -> bool:
+    """Whether an explicitly named preset sets ``classes`` or ``labels`` (exit 2 if it cannot be read)."""
+    data = _preset_data(preset)
+    return data.get("classes") is not None or data.get("labels") is not None
+
+
+def preset_task(preset: str | None) -> str | None:
+    """The ``task`` key of an explicitly named preset, or ``None`` (exit 2 if it cannot be read)."""
+    return _preset_data(preset).get("task")
 
 
 def build_pipeline(factory, preset: str | None, overrides: dict):
@@ -290,13 +302,16 @@ def build_pipeline(factory, preset: str | None, overrides: dict):
         usage_error(str(e))
 
 
-def prepare_vis_targets(save_vis: Path | None, files: list[Path], expect_many: bool) -> list[Path] | None:
-    """Where each image's annotated PNG goes.
+def prepare_vis_targets(save_vis: Path | None, files: list[Path], expect_many: bool, option: str = "--save-vis",
+                        tag: str = "") -> list[Path] | None:
+    """Where each image's PNG (annotated image, label map) goes.
 
     Args:
-        save_vis: the ``--save-vis`` value.
+        save_vis: the option's value (a ``.png`` file or a folder).
         files: the input files.
         expect_many: several inputs were asked for (a folder, a pattern or several arguments).
+        option: the option's name, for messages.
+        tag: appended to each file's stem inside a folder (``a.jpg`` → ``a<tag>.png``).
 
     Returns:
         One path per file, or ``None`` when ``--save-vis`` is not given.
@@ -313,18 +328,18 @@ def prepare_vis_targets(save_vis: Path | None, files: list[Path], expect_many: b
     as_folder = save_vis.is_dir() or save_vis.suffix == ""
     if not as_folder:
         if save_vis.suffix.lower() != ".png":
-            usage_error(f"--save-vis {save_vis}: give a .png file (one image) or a folder")
+            usage_error(f"{option} {save_vis}: give a .png file (one image) or a folder")
         if len(files) > 1 or expect_many:
-            usage_error(f"--save-vis {save_vis}: several images need a folder, not a .png file")
+            usage_error(f"{option} {save_vis}: several images need a folder, not a .png file")
         targets = [save_vis] * len(files)
     else:
         used: set[str] = set()
-        targets = [vis_path_for(f, save_vis, used) for f in files]
+        targets = [vis_path_for(f, save_vis, used, tag) for f in files]
     try:
         for t in targets:
             check_output_path(t, files)
     except OutputPathError as e:
-        usage_error(f"--save-vis: {e}")
+        usage_error(f"{option}: {e}")
     return targets
 
 

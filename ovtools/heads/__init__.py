@@ -5,8 +5,9 @@ One registry for every head::
     head = create_head("detect", encoder, config=DetectConfig(scoring="dense"))
     detections = head(image, class_embeddings)
 
-Built-ins: ``"classify"`` (:class:`~ovtools.heads.classify.ClassifyHead`) and
-``"detect"`` (:class:`~ovtools.heads.detect.DetectHead`).  Every head scores
+Built-ins: ``"classify"`` (:class:`~ovtools.heads.classify.ClassifyHead`),
+``"detect"`` (:class:`~ovtools.heads.detect.DetectHead`) and ``"segment"``
+(:class:`~ovtools.heads.segment.SegmentHead`).  Every head scores
 against labels *and* negatives with :func:`~ovtools.heads.scoring.open_set_scores`.
 """
 
@@ -46,8 +47,9 @@ def create_head(name: str, *args: Any, **kwargs: Any):
 from .classify import ClassifyHead  # noqa: E402
 from .detect import DetectConfig, DetectHead  # noqa: E402
 from .scoring import OpenSetScores, open_set_scores  # noqa: E402
+from .segment import SegmentConfig, SegmentHead  # noqa: E402
 
 __all__ = [
     "ClassifyHead", "DetectConfig", "DetectHead", "OpenSetScores", "available_heads", "create_head",
-    "open_set_scores", "register_head",
+    "open_set_scores", "register_head", "SegmentConfig", "SegmentHead",
 ]

@@ -41,9 +41,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, roi_align
 
-from ..io.images import LoadedImage, as_loaded
-from ..structures import Detections
+from ..io.images import LoadedImage
+from ..structures import Detections, boxes_from_masks
 from . import register_head
+from .frame import check_field_types, processing_frame, resize_float
 from .scoring import open_set_scores
 
 
@@ -56,7 +57,8 @@ class DetectConfig:
 
     Attributes:
         proposals: name of a registered proposal source (``"segments"``, ``"windows"``,
-            ``"hybrid"``; see :func:`ovtools.proposals.available_proposals`).
+            ``"hybrid"``; see :func:`ovtools.proposals.available_proposals`); a mask source
+            (``"regions"``, ``"sam"``) gives the tight boxes of its masks.
         proposal_options: keyword options of that source, e.g.
             ``{"scales": (0.15, 0.25, 0.4), "overlap": 0.75}`` for ``"windows"``.
         max_proposals: at most this many proposals are scored (the source's first ones,
@@ -128,7 +130,7 @@ class DetectConfig:
     max_side: int | None = 640
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_field_types(self, _KINDS)
         if self.scoring not in ("crop", "dense"):
             raise ValueError(f"scoring must be 'crop' or 'dense', got {self.scoring!r}")
         if self.dense_pool not in ("roi_align", "mean"):
@@ -162,24 +164,6 @@ _KINDS = {  # field → (accepted types, may be None)
 }
 
 
-def _check_types(cfg: "DetectConfig") -> None:
-    """Raise ``TypeError`` naming the field for a value of the wrong type (bools are not numbers here)."""
-    for name, (kind, nullable) in _KINDS.items():
-        v = getattr(cfg, name)
-        if v is None and nullable:
-            continue
-        if kind is float:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # not NaN
-        elif kind is int:
-            ok = isinstance(v, int) and not isinstance(v, bool)
-        else:
-            ok = isinstance(v, kind)
-        if not ok:
-            want = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
-                    Mapping: "a mapping"}[kind]
-            raise TypeError(f"{name} must be {want}{' or null' if nullable else ''}, got {v!r}")
-
-
 def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:
     """Enlarge boxes by ``padding`` × their longer side on every side and make them square.
 
@@ -196,12 +180,6 @@ def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:
     side = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values.clamp(min=1.0) * (1 + 2 * padding)
     half = (side / 2)[:, None]
     return torch.cat([c - half, c + half], dim=1)
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
 
 
 @register_head("detect")
@@ -275,7 +253,7 @@ class DetectHead:
         h, w = image.shape[-2:]
         f = (cfg.dense_side / max(h, w)) if cfg.dense_side else 1.0
         dh, dw = max(ps, round(h * f / ps) * ps), max(ps, round(w * f / ps) * ps)
-        fmap = enc.dense_features(enc.normalize(_resize(image, (dh, dw))))  # (1, gh, gw, D)
+        fmap = enc.dense_features(enc.normalize(resize_float(image, (dh, dw))))  # (1, gh, gw, D)
         fmap = fmap[0].float()
         gh, gw, d = fmap.shape
         # box → dense-input pixels (per axis), then cells of ps pixels
@@ -316,16 +294,8 @@ class DetectHead:
             ValueError / TypeError: ``image`` is not an RGB uint8 image; embedding dims disagree.
         """
         cfg, enc = self.config, self.encoder
-        loaded = as_loaded(image)
-        pixels = loaded.pixels
-        oh, ow = loaded.original_size
-        x = enc.to_float(pixels)  # (1, 3, H, W) in [0, 1]
-        h, w = pixels.shape[:2]
-        if cfg.max_side and max(h, w) > cfg.max_side:
-            f = cfg.max_side / max(h, w)
-            h, w = max(1, round(h * f)), max(1, round(w * f))
-            x = _resize(x, (h, w))
-            pixels = (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        frame = processing_frame(enc, image, cfg.max_side)
+        pixels, x, (h, w), (oh, ow) = frame.pixels, frame.x, frame.size, frame.original_size
         if emb.classes.shape[0] == 0:
             return self.detections_from_features(torch.zeros(0, 4), torch.zeros(0, enc.embed_dim), emb, (h, w), (oh, ow))
         boxes = self.propose(pixels)
@@ -347,7 +317,10 @@ class DetectHead:
             float32 (N, 4) xyxy boxes in pixels of ``pixels``.
         """
         cfg = self.config
-        boxes = torch.as_tensor(self.proposal_source(pixels), dtype=torch.float32).reshape(-1, 4)
+        found = self.proposal_source(pixels)
+        if getattr(self.proposal_source, "output", "boxes") == "masks":  # a mask source: its masks' boxes
+            found = boxes_from_masks(found)
+        boxes = torch.as_tensor(found, dtype=torch.float32).reshape(-1, 4)
         bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         return boxes[(bw >= cfg.min_box_size) & (bh >= cfg.min_box_size)][: cfg.max_proposals]
 

@@ -1,4 +1,4 @@
-"""Annotated images: boxes with label and score, or a top-k banner, saved as PNG.
+"""Annotated images: boxes (and masks) with label and score, or a top-k banner, saved as PNG.
 
 Drawing uses Pillow's ``ImageDraw`` with the bundled scalable font; line width
 and font size scale with the image (about 3 % of the shorter side, at least
@@ -78,7 +78,7 @@ def _label_box(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fo
 
 
 def draw_detections(image, detections: Detections) -> Image.Image:
-    """Draw boxes with ``label score`` tags.
+    """Draw boxes with ``label score`` tags, over translucent class-coloured masks when there are masks.
 
     Args:
         image: RGB uint8 (H, W, 3) array, PIL image, path or :class:`LoadedImage`.  The
@@ -96,10 +96,12 @@ def draw_detections(image, detections: Detections) -> Image.Image:
     canvas, loaded = _canvas(image)
     sy, sx = loaded.scale
     w, h = canvas.size
+    order = np.argsort(detections.confidence, kind="stable")  # best drawn last, on top
+    if detections.mask is not None and len(detections):
+        canvas = _blend_masks(canvas, detections, order)
     draw = ImageDraw.Draw(canvas)
     font = _font(font_size_for(h, w))
     width = max(1, round(min(h, w) / 200))
-    order = np.argsort(detections.confidence, kind="stable")  # best drawn last, on top
     for i in order.tolist():
         x0, y0, x1, y1 = detections.xyxy[i].tolist()
         box = [x0 / sx, y0 / sy, max(x0 / sx, x1 / sx - 1), max(y0 / sy, y1 / sy - 1)]
@@ -109,6 +111,18 @@ def draw_detections(image, detections: Detections) -> Image.Image:
         name = detections.class_names[cid] if detections.class_names else str(cid)
         _label_box(draw, (box[0], box[1]), f"{name} {detections.confidence[i]:.2f}", font, color, (w, h))
     return canvas
+
+
+def _blend_masks(canvas: Image.Image, detections: Detections, order: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """Tint each mask's pixels with its class colour (masks resized to the canvas, nearest)."""
+    w, h = canvas.size
+    px = np.asarray(canvas).astype(np.float32)
+    for i in order.tolist():
+        m = detections.mask[i]
+        if m.shape != (h, w):
+            m = np.asarray(Image.fromarray(m).resize((w, h), Image.Resampling.NEAREST))
+        px[m] = (1 - alpha) * px[m] + alpha * np.asarray(class_color(int(detections.class_id[i])), np.float32)
+    return Image.fromarray(px.round().clip(0, 255).astype(np.uint8))
 
 
 def draw_classifications(image, classifications: Classifications, index: int = 0) -> Image.Image:
@@ -173,14 +187,14 @@ def save_png(image: Image.Image, path: str | Path, inputs: Iterable[str | Path] 
     return atomic_write_bytes(path, buf.getvalue(), inputs)
 
 
-def vis_path_for(image_path: str | Path, folder: str | Path, used: set[str] | None = None) -> Path:
-    """File name in ``folder`` for the visualisation of ``image_path`` (``a.jpg`` → ``a.png``;
-    ``a_1.png``, ``a_2.png``, ... when the name was ``used`` already; updates ``used``)."""
+def vis_path_for(image_path: str | Path, folder: str | Path, used: set[str] | None = None, tag: str = "") -> Path:
+    """File name in ``folder`` for the visualisation of ``image_path`` (``a.jpg`` → ``a<tag>.png``;
+    ``a_1<tag>.png``, ``a_2<tag>.png``, ... when the name was ``used`` already; updates ``used``)."""
     stem = Path(image_path).stem or "image"
-    name, k = f"{stem}.png", 0
+    name, k = f"{stem}{tag}.png", 0
     while used is not None and name in used:
         k += 1
-        name = f"{stem}_{k}.png"
+        name = f"{stem}_{k}{tag}.png"
     if used is not None:
         used.add(name)
     return Path(folder) / name

@@ -9,7 +9,7 @@ JSON schema (``ovtools detect/classify --output out.json``)::
 
     {
       "ovtools_version": "0.1.0",
-      "task": "detect" | "classify",
+      "task": "detect" | "classify" | "segment",
       "model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k",  # pretrained null = random weights
       "class_names": ["man in red shirt", "dog"],               # class_id indexes this list
       "results": [                                               # one record per image that worked
@@ -19,7 +19,9 @@ JSON schema (``ovtools detect/classify --output out.json``)::
          "detections": [
            {"label": "dog", "class_id": 1,
             "confidence": 0.83,            # in [0, 1]
-            "xyxy": [x0, y0, x1, y1]}      # float pixels of the original image, origin top-left
+            "xyxy": [x0, y0, x1, y1],      # float pixels of the original image, origin top-left
+            "segmentation": {"size": [h, w], "counts": "..."},  # segment only: mask as COCO RLE
+            "area": 1234}                  # segment only: mask area in pixels
          ]},
         # classification record
         {"image": "photos/b.jpg", "image_size": [h, w],
@@ -190,8 +192,8 @@ def results_document(task: str, records: Sequence[dict], class_names: Sequence[s
     """
     from .. import __version__
 
-    if task not in ("detect", "classify"):
-        raise ValueError(f"task must be 'detect' or 'classify', got {task!r}")
+    if task not in ("detect", "classify", "segment"):
+        raise ValueError(f"task must be 'detect', 'classify' or 'segment', got {task!r}")
     return {"ovtools_version": __version__, "task": task, "model": model, "pretrained": pretrained,
             "class_names": list(class_names), "results": list(records), "errors": list(errors)}
 
@@ -238,7 +240,8 @@ def to_coco_results(records: Sequence[dict], category_ids: Sequence[int]) -> tup
 
     Returns:
         ``(results, images)``: ``results`` is ``[{"image_id", "category_id", "bbox": [x, y, w, h],
-        "score"}]`` (pixels of the original image); ``images`` is ``[{"id", "file_name", "height",
+        "score"}]`` (pixels of the original image; plus ``"segmentation"`` RLE for masks);
+        ``images`` is ``[{"id", "file_name", "height",
         "width"}]``.
     """
     results: list[dict] = []
@@ -253,9 +256,12 @@ def to_coco_results(records: Sequence[dict], category_ids: Sequence[int]) -> tup
         images.append({"id": image_id, "file_name": str(rec["image"]), "height": int(h), "width": int(w)})
         for d in rec["detections"]:
             x0, y0, x1, y1 = d["xyxy"]
-            results.append({"image_id": image_id, "category_id": int(category_ids[d["class_id"]]),
-                            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                            "score": round(float(d["confidence"]), 6)})
+            res = {"image_id": image_id, "category_id": int(category_ids[d["class_id"]]),
+                   "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                   "score": round(float(d["confidence"]), 6)}
+            if "segmentation" in d:
+                res["segmentation"] = d["segmentation"]
+            results.append(res)
     return results, images
 
 

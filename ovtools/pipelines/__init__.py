@@ -1,6 +1,6 @@
 """What robotics scripts import: load once, call per frame, change classes without reloading.
 
-    from ovtools.pipelines import DetectPipeline, ClassifyPipeline
+    from ovtools.pipelines import DetectPipeline, ClassifyPipeline, SegmentPipeline
     det = DetectPipeline(labels="man in red shirt, dog")             # preset detect-default
     clf = ClassifyPipeline("classify-default", encoder=det.encoder)  # one model, two pipelines
 
@@ -12,5 +12,6 @@ from .base import Pipeline
 from .classify import ClassifyPipeline
 from .detect import DetectPipeline
 from .presets import available_presets, preset_path
+from .segment import SegmentPipeline
 
-__all__ = ["ClassifyPipeline", "DetectPipeline", "Pipeline", "available_presets", "preset_path"]
+__all__ = ["ClassifyPipeline", "DetectPipeline", "Pipeline", "SegmentPipeline", "available_presets", "preset_path"]

@@ -27,11 +27,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..io.images import LoadedImage, as_loaded
 from ..prompts import ClassEmbeddings, ClassSpace, EmbeddingCache, build_class_embeddings, load_templates, parse_labels
 from .presets import COMMON_KEYS, Settings, resolve_settings
 
 _MEMO_SIZE = 16
+
+
+def config_defaults(config_cls) -> dict[str, Any]:
+    """Every field of a head's config dataclass with its default (``None`` where it has none)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+        else:
+            out[f.name] = None
+    return out
 
 
 class Pipeline:
@@ -87,6 +101,19 @@ class Pipeline:
 
     def _setup(self) -> None:
         """Build heads from :attr:`settings` (subclasses)."""
+
+    def _build_config(self, config_cls, what: str):
+        """The head config from the settings; an invalid value is a ``ConfigError`` naming the preset file."""
+        s = self.settings
+        values = {k: s[k] for k in config_defaults(config_cls)}
+        for k, v in values.items():  # YAML gives lists where the config wants tuples
+            if isinstance(v, list):
+                values[k] = tuple(v)
+        try:
+            return config_cls(**values)
+        except (TypeError, ValueError) as e:
+            where = f"{s.source}: " if s.source is not None else ""
+            raise ConfigError(f"{where}invalid {what} setting: {e}") from None
 
     # ------------------------------------------------------------------------- labels
     @property

@@ -15,14 +15,12 @@ key and a keyword argument (``DetectPipeline(scoring="dense", score_threshold=0.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import ConfigError
 from ..prompts import ClassSpace
 from ..structures import Detections
-from .base import Pipeline
+from .base import Pipeline, config_defaults
 from .presets import COMMON_KEYS
 
 
@@ -30,15 +28,7 @@ def detect_config_keys() -> dict[str, Any]:
     """Every :class:`~ovtools.heads.detect.DetectConfig` field with its default."""
     from ..heads.detect import DetectConfig
 
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(DetectConfig):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-        else:
-            out[f.name] = None
-    return out
+    return config_defaults(DetectConfig)
 
 
 class DetectPipeline(Pipeline):
@@ -71,16 +61,7 @@ class DetectPipeline(Pipeline):
     def _setup(self) -> None:
         from ..heads.detect import DetectConfig, DetectHead
 
-        s = self.settings
-        values = {k: s[k] for k in detect_config_keys()}
-        for k, v in values.items():  # YAML gives lists where the config wants tuples
-            if isinstance(v, list):
-                values[k] = tuple(v)
-        try:
-            self.config = DetectConfig(**values)
-        except (TypeError, ValueError) as e:
-            where = f"{s.source}: " if s.source is not None else ""
-            raise ConfigError(f"{where}invalid detection setting: {e}") from None
+        self.config = self._build_config(DetectConfig, "detection")
         self.head = DetectHead(self.encoder, self.config)
 
     def __call__(self, image, labels: str | Sequence[str] | ClassSpace | None = None) -> Detections:

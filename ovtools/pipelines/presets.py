@@ -26,7 +26,7 @@ from ..resources import presets_dir
 
 #: Keys every pipeline accepts, with their built-in defaults.
 COMMON_KEYS: dict[str, Any] = {
-    "task": None,                      # "detect" | "classify"; must match the pipeline
+    "task": None,                      # "detect" | "classify" | "segment"; must match the pipeline
     "model": "ViT-B-32",               # open_clip architecture or hf-hub: id
     "pretrained": "laion2b_s34b_b79k",  # tag, checkpoint path, or None / "none" for random weights
     "device": "auto",

@@ -1,17 +1,22 @@
-"""Box proposal sources, one registry.
+"""Box and mask proposal sources, one registry.
 
 A proposal source is a callable object built with keyword options::
 
     source = create_proposals("windows", scales=(0.2, 0.4), overlap=0.5)
     boxes = source(image)        # RGB uint8 (H, W, 3) -> float32 (N, 4) xyxy pixels
 
-Every source returns float32 ``(N, 4)`` boxes ``x_min, y_min, x_max, y_max`` in
-pixel coordinates of the array it was given (origin top-left, inside
-``[0, W] x [0, H]``), possibly ``(0, 4)``.  Sources are deterministic.
+Box sources return float32 ``(N, 4)`` boxes ``x_min, y_min, x_max, y_max`` in
+pixel coordinates of the array they were given (origin top-left, inside
+``[0, W] x [0, H]``), possibly ``(0, 4)``.  Mask sources have the class
+attribute ``output = "masks"`` and return bool ``(N, H, W)`` masks at the
+given array's size, best first, possibly ``(0, H, W)``.  Sources are
+deterministic.
 
-Built-ins: ``"windows"`` (:class:`~ovtools.proposals.windows.SlidingWindows`),
+Built-ins: box sources ``"windows"`` (:class:`~ovtools.proposals.windows.SlidingWindows`),
 ``"segments"`` (:class:`~ovtools.proposals.segments.SegmentProposals`) and
-``"hybrid"`` (:class:`HybridProposals`: segments plus coarse windows).
+``"hybrid"`` (:class:`HybridProposals`: segments plus coarse windows); mask sources
+``"regions"`` (:class:`~ovtools.proposals.regions.RegionMaskProposals`, no weights) and
+``"sam"`` (:class:`~ovtools.proposals.sam.SamMaskProposals`, Segment Anything).
 """
 
 from __future__ import annotations
@@ -66,8 +71,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+from .regions import RegionMaskProposals  # noqa: E402
 from .segments import SegmentProposals  # noqa: E402
 from .windows import SlidingWindows  # noqa: E402
+from .sam import SamBoxSegmenter, SamMaskProposals  # noqa: E402
 
 
 @register_proposals("hybrid")
@@ -101,6 +108,7 @@ class HybridProposals:
 
 
 __all__ = [
-    "HybridProposals", "SegmentProposals", "SlidingWindows", "available_proposals", "check_image",
+    "HybridProposals", "RegionMaskProposals", "SamBoxSegmenter", "SamMaskProposals", "SegmentProposals",
+    "SlidingWindows", "available_proposals", "check_image",
     "create_proposals", "register_proposals",
 ]

@@ -95,7 +95,7 @@ def _adjacent_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
     return pairs
 
 
-def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Selective-search grouping of one over-segmentation (Uijlings et al. 2013, Algorithm 1).
 
     Args:
@@ -103,9 +103,11 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.nda
         image: RGB uint8 (H, W, 3) the colour histograms are taken from.
 
     Returns:
-        ``(boxes, level)``: float32 (2R - 1, 4) xyxy pixel boxes of the R initial regions
-        followed by every merged group in merge order, and int (2R - 1,) hierarchy level
-        of each (1 = the final, whole-image group; larger = created earlier).
+        ``(boxes, level, merges)``: float32 (G, 4) xyxy pixel boxes of the R initial regions
+        followed by every merged group in merge order (G = 2R - 1 for a connected label
+        map), int (G,) hierarchy level of each (1 = the final, whole-image group; larger =
+        created earlier), and int64 (G - R, 2) the two groups each merged group joined
+        (group ``R + m`` = ``merges[m, 0]`` ∪ ``merges[m, 1]``; regions are groups 0..R-1).
     """
     size, boxes, hist = _regions(labels, image)
     r = len(size)
@@ -127,6 +129,7 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.nda
     heap = [(-sim(a, b), a, b) for a in range(r) for b in neighbours[a] if a < b]
     heapq.heapify(heap)
     alive = [True] * r
+    merges: list[tuple[int, int]] = []
     while heap:
         _, i, j = heapq.heappop(heap)
         if not (alive[i] and alive[j]):
@@ -139,6 +142,7 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.nda
                              max(bxs[i][2], bxs[j][2]), max(bxs[i][3], bxs[j][3])]))
         alive[i] = alive[j] = False
         alive.append(True)
+        merges.append((i, j))
         nb = (neighbours[i] | neighbours[j]) - {i, j}
         neighbours.append(nb)
         for k in nb:
@@ -150,7 +154,7 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.nda
     level = np.empty(n, np.int64)
     level[r:] = np.arange(n - r, 0, -1)  # last merge = 1
     level[:r] = n - r + 1  # initial regions: below every merge
-    return np.asarray(bxs, np.float32).reshape(-1, 4), level
+    return np.asarray(bxs, np.float32).reshape(-1, 4), level, np.asarray(merges, np.int64).reshape(-1, 2)
 
 
 @register_proposals("segments")
@@ -258,7 +262,7 @@ class SegmentProposals:
             for k in self.scales:
                 labels = felzenszwalb(conv, scale=k, sigma=self.sigma, min_size=min_region)
                 if self.merge:
-                    boxes, level = hierarchical_grouping(labels, work)
+                    boxes, level, _ = hierarchical_grouping(labels, work)
                 else:
                     _, boxes, _ = _regions(labels, work)
                     boxes = boxes.astype(np.float32)

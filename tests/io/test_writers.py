@@ -96,7 +96,7 @@ def test_results_document(tmp_path, dets):
     assert back["task"] == "detect" and back["class_names"] == ["man in red shirt", "dog"]
     assert back["errors"][0]["image"] == "b.jpg" and len(back["results"]) == 1
     with pytest.raises(ValueError):
-        results_document("segment", [], [])
+        results_document("track", [], [])
 
 
 def test_coco_ids():

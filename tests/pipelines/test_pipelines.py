@@ -197,18 +197,23 @@ def test_empty_labels_rejected(tiny_encoder):
     assert pipe.labels == ["a"]  # unchanged after a failed change
 
 
-@pytest.mark.parametrize("name", ["detect-default", "classify-default", "detect-shapes", "classify-shapes"])
+@pytest.mark.parametrize("name", ["detect-default", "classify-default", "detect-shapes", "classify-shapes",
+                                  "segment-default", "segment-shapes"])
 def test_shipped_presets_are_valid(name):
-    """Every key of every shipped preset is known, and detection presets build a DetectConfig."""
+    """Every key of every shipped preset is known, and detection/segmentation presets build their config."""
     from ovtools.heads.detect import DetectConfig
+    from ovtools.heads.segment import SegmentConfig
     from ovtools.pipelines.classify import CLASSIFY_KEYS
     from ovtools.pipelines.detect import detect_config_keys
     from ovtools.pipelines.presets import COMMON_KEYS, preset_path, read_preset, resolve_settings
+    from ovtools.pipelines.segment import segment_config_keys
 
     task = name.split("-")[0]
-    allowed = {**COMMON_KEYS, **(detect_config_keys() if task == "detect" else CLASSIFY_KEYS)}
+    keys = {"detect": detect_config_keys(), "segment": segment_config_keys(), "classify": CLASSIFY_KEYS}[task]
+    allowed = {**COMMON_KEYS, **keys}
     data = read_preset(preset_path(name), allowed, task)
     assert data["task"] == task and data["model"] and "classes" in data
     settings = resolve_settings(task, allowed, name, {})
-    if task == "detect":
-        DetectConfig(**{k: settings[k] for k in detect_config_keys()})
+    config = {"detect": DetectConfig, "segment": SegmentConfig}.get(task)
+    if config is not None:
+        config(**{k: settings[k] for k in keys})

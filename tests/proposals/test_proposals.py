@@ -11,21 +11,39 @@ from ovtools.errors import UnknownNameError
 from ovtools.proposals import SegmentProposals, SlidingWindows, available_proposals, create_proposals, register_proposals
 
 
+def _build(name):
+    if name == "sam":  # needs weights: a tiny random Segment Anything
+        from ovtools.proposals.sam import build_tiny_sam
+
+        return create_proposals(name, model=build_tiny_sam(), points_per_side=4, pred_iou_thresh=0.0,
+                                stability_score_thresh=0.0)
+    return create_proposals(name)
+
+
 @pytest.mark.parametrize("name", available_proposals())
 def test_every_source_returns_valid_boxes(name, rgb_image):
-    boxes = create_proposals(name)(rgb_image)
+    """Every registered source (box or mask) gives valid, deterministic output; mask sources give
+    bool (N, H, W) masks at the image's size."""
+    src = _build(name)
     h, w = rgb_image.shape[:2]
+    if getattr(src, "output", "boxes") == "masks":
+        masks = src(rgb_image)
+        assert masks.dtype == bool and masks.shape[1:] == (h, w) and len(masks) > 0
+        assert masks.reshape(len(masks), -1).any(1).all()  # no empty mask
+        np.testing.assert_array_equal(masks, _build(name)(rgb_image))
+        return
+    boxes = src(rgb_image)
     assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 0
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
     assert (boxes[:, 2] <= w + 1e-3).all() and (boxes[:, 3] <= h + 1e-3).all()
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
-    np.testing.assert_array_equal(boxes, create_proposals(name)(rgb_image))  # deterministic
+    np.testing.assert_array_equal(boxes, _build(name)(rgb_image))  # deterministic
 
 
 def test_registry_errors():
     assert {"windows", "segments", "hybrid"} <= set(available_proposals())
     with pytest.raises(UnknownNameError, match="segments") as info:
-        create_proposals("sam")
+        create_proposals("no-such-source")
     assert "windows" in str(info.value)
     with pytest.raises(ValueError, match="already registered"):
         register_proposals("windows")(SlidingWindows)
