@@ -24,6 +24,10 @@ class ImageLoadError(OvtoolsError, ValueError):
     """An image file cannot be decoded (missing, empty, truncated, not an image)."""
 
 
+class PointCloudError(OvtoolsError, ValueError):
+    """A point-cloud file cannot be used (not a PLY, corrupt, empty, a single point); the message names it."""
+
+
 class WeightsUnavailableError(OvtoolsError, RuntimeError):
     """Pretrained weights could not be found locally nor downloaded."""
 
