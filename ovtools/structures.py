@@ -227,3 +227,51 @@ class Classifications:
                 for c, s in zip(self.class_id[index], self.confidence[index])
             ],
         }
+
+
+@dataclass
+class PointLabels:
+    """Open-vocabulary labels of the N points of a point cloud.
+
+    Attributes:
+        class_id: int64 (N,), index into ``class_names``; ``-1`` = "nothing" (no label beat
+            the negatives, or the point was never seen in ``fusion`` mode).
+        confidence: float32 (N,) in [0, 1], the confidence of the point's best label
+            (also where ``class_id`` is -1).
+        class_names: names of the class space.
+        seen: optional bool (N,): the point was seen by at least one view.
+
+    Raises:
+        ValueError: on construction, for mismatched lengths or ids out of range.
+    """
+
+    class_id: np.ndarray
+    confidence: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+    seen: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        cid = np.asarray(self.class_id)
+        if cid.ndim != 1:
+            raise ValueError(f"class_id must have shape (N,), got {cid.shape}")
+        self.class_id = cid.astype(np.int64, copy=False)
+        n = len(self.class_id)
+        self.confidence = _as(self.confidence, np.float32, "confidence", (n,))
+        self.class_names = list(self.class_names)
+        if n and (self.class_id.min() < -1 or self.class_id.max() >= max(len(self.class_names), 1)):
+            raise ValueError(f"class_id out of range [-1, {len(self.class_names)})")
+        if self.seen is not None:
+            self.seen = _as(self.seen, bool, "seen", (n,))
+
+    def __len__(self) -> int:
+        return len(self.class_id)
+
+    @property
+    def labels(self) -> list[str | None]:
+        """Class name per point, ``None`` for "nothing"."""
+        return [None if c < 0 else self.class_names[c] for c in self.class_id.tolist()]
+
+    def counts(self) -> dict[str, int]:
+        """Points per class name (classes with no point omitted) plus ``"nothing"``."""
+        ids, n = np.unique(self.class_id, return_counts=True)
+        return {("nothing" if i < 0 else self.class_names[i]): int(k) for i, k in zip(ids.tolist(), n.tolist())}

@@ -55,7 +55,7 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
             for option, targets, render in savers:
                 try:
                     render(im, det, targets[i], files)
-                except OSError as e:
+                except (OSError, ValueError) as e:
                     errors.append(opt.report_failure(progress, f, f"cannot write {option} {targets[i]}: {e}"))
             progress.advance(task)
     return records, errors

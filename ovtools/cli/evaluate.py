@@ -4,6 +4,7 @@
     ovtools eval pairs.csv --labels "cat, dog"                          # CSV with a label (or caption) column
     ovtools eval instances.json --preset detect-shapes -o metrics.json  # COCO: AP, AP50, AR via pycocotools
     ovtools eval instances.json --preset segment-shapes                 # COCO masks: mask AP + semantic mIoU
+    ovtools eval scenes3d/ --preset segment3d-shapes                    # 3D world: per-point mIoU per mode
 
 Classification reports top-1, top-5 and mean per-class recall (CLIP paper §3.1,
 as CLIP_benchmark does).  Detection runs the detection pipeline on every image
@@ -15,7 +16,9 @@ reported is ``absent_label_rejection``.  Segmentation (a ``segment`` preset or
 ``--task segment``) runs the segmentation pipeline and adds mask AP (COCOeval
 ``segm``, keys ``mask_AP``, ``mask_AP50``, ...) and the semantic-segmentation
 ``mIoU`` of the label maps against the annotations' masks
-(:mod:`ovtools.eval.segmentation`).
+(:mod:`ovtools.eval.segmentation`).  A folder with a ``scenes3d.json``
+manifest (the 3D world) is evaluated with the 3D pipeline: per-point mIoU of
+the fusion, distill and ensemble modes (:mod:`ovtools.eval.scenes3d`).
 """
 
 from __future__ import annotations
@@ -134,11 +137,45 @@ def _instances(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
     return out
 
 
+def _eval3d(data, labels, classes, templates, model, pretrained, device, precision, preset, output, cache_dir,
+            no_cache, quiet) -> None:
+    """A 3D world folder (``scenes3d.json``): per-point mIoU for fusion, distill and ensemble."""
+    from ..eval.scenes3d import evaluate_scenes3d, read_manifest
+    from ..pipelines import Segment3DPipeline
+
+    try:
+        _, man = read_manifest(data)
+    except (ValueError, FileNotFoundError) as e:
+        opt.usage_error(str(e))
+    overrides = opt.model_overrides(model, pretrained, device, precision, templates, None, cache_dir, no_cache, None)
+    overrides.update(opt.class_overrides_or(labels, classes, preset, lambda: man["class_names"]))
+    opt.check_outputs({"--output": output}, [data])
+    pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides)
+    modes = ("fusion", "distill", "ensemble") if pipe.config.distill_steps > 0 else ("fusion",)
+    progress, task = opt.make_progress(len(man["scenes"]), "eval")
+    try:
+        with progress:
+            result = evaluate_scenes3d(pipe, data, modes, progress=progress, task=task)
+    except (ValueError, FileNotFoundError) as e:
+        opt.usage_error(str(e))
+    result = {"dataset": str(data), "model": pipe.encoder.name, "pretrained": pipe.encoder.pretrained,
+              "classes": pipe.class_space.name, **result}
+    if output is not None:
+        from ..io.writers import write_json
+
+        write_json(output, result, [data])
+    if not quiet:
+        shown = {**result, "modes": {m: {k: v for k, v in r.items() if k != "per_class_IoU"}
+                                     for m, r in result["modes"].items()}}
+        opt.stdout.print_json(json.dumps(shown))
+
+
 @app.command("eval")
 def evaluate(
     data: Annotated[Path, typer.Argument(
-        help="ImageFolder directory or image-caption CSV (zero-shot classification), or a COCO instances "
-        "JSON (detection or segmentation).", show_default=False)],
+        help="ImageFolder directory or image-caption CSV (zero-shot classification), a COCO instances "
+        "JSON (detection or segmentation), or a 3D world folder with scenes3d.json (3D mIoU).",
+        show_default=False)],
     labels: opt.Labels = None,
     classes: opt.Classes = None,
     templates: opt.Templates = None,
@@ -176,6 +213,9 @@ def evaluate(
     """
     if not data.exists():
         opt.usage_error(f"dataset {data} does not exist")
+    if data.name == "scenes3d.json" or (data / "scenes3d.json").is_file():
+        return _eval3d(data, labels, classes, templates, model, pretrained, device, precision, preset, output,
+                       cache_dir, no_cache, quiet)
     is_coco = data.suffix.lower() == ".json"
     overrides = opt.model_overrides(model, pretrained, device, precision, templates, batch_size, cache_dir,
                                     no_cache, max_side)
@@ -188,8 +228,8 @@ def evaluate(
     opt.check_outputs({"--output": output}, [data])
     if not is_coco and (scoring is not None or threshold is not None or task is not None):
         opt.usage_error("--scoring, --threshold and --task apply to detection/segmentation (a COCO .json dataset)")
-    kind = task or opt.preset_task(preset) or "detect"
-    if kind not in ("detect", "segment"):
+    kind = (task or opt.preset_task(preset) or "detect") if is_coco else "classify"
+    if is_coco and kind not in ("detect", "segment"):
         opt.usage_error(f"--task must be detect or segment for a COCO file, got {kind!r}")
     if scoring is not None:
         allowed = ("crop", "dense", "fusion") if kind == "segment" else ("crop", "dense")

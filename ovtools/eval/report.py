@@ -29,10 +29,14 @@ def run_cli(args: list[str]) -> None:
 
     command = typer.main.get_command(app)
     try:
-        command.main([str(a) for a in args], prog_name="ovtools", standalone_mode=False)
+        code = command.main([str(a) for a in args], prog_name="ovtools", standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # click returns an Exit's code without standalone mode
+            raise RuntimeError(f"`ovtools {' '.join(map(str, args))}` exited with code {code}")
     except SystemExit as e:  # typer.Exit is turned into SystemExit by click for non-zero codes
         if e.code not in (0, None):
             raise RuntimeError(f"`ovtools {' '.join(map(str, args))}` exited with code {e.code}") from None
+    except RuntimeError:
+        raise
     except Exception as e:
         code = getattr(e, "exit_code", None)
         if code in (0, None) and type(e).__name__ == "Exit":
@@ -49,6 +53,8 @@ class QualitySizes:
     scenes: int = 40                # 3-6 objects each
     template_sets: tuple[str, ...] = ("shapes", "openai_imagenet", "single")
     scorings: tuple[str, ...] = ("crop", "dense")
+    segment_scorings: tuple[str, ...] = ("crop", "dense", "fusion")
+    segment_scenes: int = 40        # the first scenes of the detection set
     extra: dict = field(default_factory=dict)
 
 
@@ -66,7 +72,7 @@ def shapes_quality(workdir: str | Path, sizes: QualitySizes | None = None, seed:
 
     Returns:
         ``{"zero_shot": {template set: eval JSON}, "probe": probe JSON,
-        "detection": {scoring: eval JSON}, "seconds": {...}}``.
+        "detection": {scoring: eval JSON}, "segmentation": {scoring: eval JSON}, "seconds": {...}}``.
 
     Raises:
         RuntimeError: a command failed.
@@ -74,7 +80,7 @@ def shapes_quality(workdir: str | Path, sizes: QualitySizes | None = None, seed:
     sizes = sizes or QualitySizes()
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    out: dict = {"zero_shot": {}, "detection": {}, "seconds": {}}
+    out: dict = {"zero_shot": {}, "detection": {}, "segmentation": {}, "seconds": {}}
     t0 = time.perf_counter()
     run_cli(["datagen", work / "test", "--kind", "classification", "--n", sizes.classify_images,
              "--seed", seed])
@@ -102,7 +108,27 @@ def shapes_quality(workdir: str | Path, sizes: QualitySizes | None = None, seed:
                  "-o", path, "-q"])
         out["detection"][scoring] = _read(path)
         out["seconds"][f"detect-{scoring}"] = time.perf_counter() - t0
+    if sizes.segment_scorings:
+        seg = work / f"scenes-{sizes.segment_scenes}.json"
+        _subset_coco(work / "scenes" / "annotations.json", seg, sizes.segment_scenes)
+    for scoring in sizes.segment_scorings:
+        t0 = time.perf_counter()
+        path = work / f"segment-{scoring}.json"
+        absent = "--absent" if scoring == "crop" else "--no-absent"  # the absent check once, for the target mode
+        run_cli(["eval", seg, "--image-dir", work / "scenes", "--preset", "segment-shapes", "--scoring", scoring,
+                 absent, "-o", path, "-q"])
+        out["segmentation"][scoring] = _read(path)
+        out["seconds"][f"segment-{scoring}"] = time.perf_counter() - t0
     return out
+
+
+def _subset_coco(src: Path, dst: Path, n: int) -> None:
+    """The first ``n`` images of a COCO file and their annotations."""
+    d = _read(src)
+    keep = {im["id"] for im in d["images"][:n]}
+    d["images"] = [im for im in d["images"] if im["id"] in keep]
+    d["annotations"] = [a for a in d["annotations"] if a["image_id"] in keep]
+    dst.write_text(json.dumps(d))
 
 
 def markdown_table(result: dict) -> str:
@@ -125,6 +151,16 @@ def markdown_table(result: dict) -> str:
                      ">= 0.90"))
         rows.append((f"detection seconds per scene, `{scoring}` (incl. absent-label query)",
                      f"{r['seconds_per_image']:.3f}", ""))
+    for scoring, r in result.get("segmentation", {}).items():
+        n = r["n_images"]
+        rows.append((f"segmentation mIoU, `regions` masks, `{scoring}` scoring ({n} scenes)", f"{r['mIoU']:.3f}",
+                     ">= 0.70" if scoring == "crop" else "(reported)"))
+        rows.append((f"mask AP50 / AP, `{scoring}` scoring", f"{r['mask_AP50']:.3f} / {r['mask_AP']:.3f}", ""))
+        if "absent_label_rejection" in r:
+            rows.append((f"absent label not segmented, `{scoring}` scoring", f"{r['absent_label_rejection']:.3f}",
+                         ">= 0.90"))
+        rows.append((f"segmentation seconds per scene, `{scoring}`" + (" (incl. absent-label query)"
+                     if "absent_label_rejection" in r else ""), f"{r['seconds_per_image']:.3f}", ""))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, width)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")

@@ -41,9 +41,9 @@ class ConfusionMatrix:
         Raises:
             ValueError: shapes differ, or ids outside ``[-1, C)``.
         """
+        if np.shape(gt) != np.shape(pred):
+            raise ValueError(f"ground truth has shape {np.shape(gt)}, prediction {np.shape(pred)}")
         gt, pred = np.asarray(gt).ravel(), np.asarray(pred).ravel()
-        if gt.shape != pred.shape:
-            raise ValueError(f"ground truth has {gt.size} values, prediction {pred.size}")
         if self.ignore_index is not None:
             keep = gt != self.ignore_index
             gt, pred = gt[keep], pred[keep]

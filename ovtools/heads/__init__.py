@@ -6,8 +6,9 @@ One registry for every head::
     detections = head(image, class_embeddings)
 
 Built-ins: ``"classify"`` (:class:`~ovtools.heads.classify.ClassifyHead`),
-``"detect"`` (:class:`~ovtools.heads.detect.DetectHead`) and ``"segment"``
-(:class:`~ovtools.heads.segment.SegmentHead`).  Every head scores
+``"detect"`` (:class:`~ovtools.heads.detect.DetectHead`), ``"segment"``
+(:class:`~ovtools.heads.segment.SegmentHead`) and ``"segment3d"``
+(:class:`~ovtools.heads.segment3d.Segment3DHead`).  Every head scores
 against labels *and* negatives with :func:`~ovtools.heads.scoring.open_set_scores`.
 """
 
@@ -48,8 +49,10 @@ from .classify import ClassifyHead  # noqa: E402
 from .detect import DetectConfig, DetectHead  # noqa: E402
 from .scoring import OpenSetScores, open_set_scores  # noqa: E402
 from .segment import SegmentConfig, SegmentHead  # noqa: E402
+from .segment3d import Segment3DConfig, Segment3DHead  # noqa: E402
 
 __all__ = [
     "ClassifyHead", "DetectConfig", "DetectHead", "OpenSetScores", "available_heads", "create_head",
-    "open_set_scores", "register_head", "SegmentConfig", "SegmentHead",
+    "open_set_scores", "register_head", "SegmentConfig", "SegmentHead", "Segment3DConfig",
+    "Segment3DHead",
 ]

@@ -47,7 +47,10 @@ def label_png(label_map: np.ndarray, num_classes: int) -> Image.Image:
         palette = [0, 0, 0] + [v for k in range(num_classes) for v in class_color(k)]
         img.putpalette(palette + [0] * (768 - len(palette)))
         return img
-    return Image.fromarray(values.astype(np.uint16), mode="I;16")
+    if num_classes > 65535:
+        raise ValueError(f"a label PNG holds at most 65535 classes, got {num_classes}")
+    h, w = values.shape
+    return Image.frombytes("I;16", (w, h), values.astype("<u2").tobytes())
 
 
 def save_label_png(label_map: np.ndarray, num_classes: int, path: str | Path,

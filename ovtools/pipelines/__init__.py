@@ -13,5 +13,6 @@ from .classify import ClassifyPipeline
 from .detect import DetectPipeline
 from .presets import available_presets, preset_path
 from .segment import SegmentPipeline
+from .segment3d import Segment3DPipeline
 
-__all__ = ["ClassifyPipeline", "DetectPipeline", "Pipeline", "SegmentPipeline", "available_presets", "preset_path"]
+__all__ = ["ClassifyPipeline", "DetectPipeline", "Pipeline", "Segment3DPipeline", "SegmentPipeline", "available_presets", "preset_path"]

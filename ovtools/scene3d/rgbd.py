@@ -1,0 +1,352 @@
+"""Posed RGB-D folders in the ScanNet layout: read, write, back-project.
+
+Layout (as exported by ScanNet's ``SensReader``, Dai et al., "ScanNet",
+CVPR 2017)::
+
+    <folder>/color/<stem>.jpg|.png        RGB, any size
+    <folder>/depth/<stem>.png             uint16, depth / depth_scale = metres (ScanNet: mm, 1000); 0 = invalid
+    <folder>/pose/<stem>.txt              4x4 camera-to-world (OpenCV camera axes)
+    <folder>/intrinsic/intrinsic_color.txt   4x4 (top-left 3x3 = K of the colour images)
+    <folder>/intrinsic/intrinsic_depth.txt   4x4 (optional; default: colour K rescaled to the depth size)
+
+Frames are matched by file stem and sorted numerically when every stem is an
+integer (``"10"`` after ``"9"``).  ScanNet writes ``-inf`` poses where tracking
+was lost; those frames are skipped with one warning that counts them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .camera import as_tensor, check_K, check_pose, scale_intrinsics
+
+_COLOR_EXT = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class RGBDFrame:
+    """One posed RGB-D frame.
+
+    Attributes:
+        color: uint8 (H, W, 3) RGB.
+        depth: float32 (h, w) metres along the optical axis; 0 = invalid.  May differ in size from ``color``.
+        pose: float64 (4, 4) camera-to-world (the same for colour and depth, as in ScanNet's export).
+        K_color: float64 (3, 3) intrinsics of ``color`` in pixels.
+        K_depth: float64 (3, 3) intrinsics of ``depth`` in pixels.
+        name: file stem (``"0"``, ``"20"``, ...).
+
+    Raises:
+        ValueError: on construction, if a shape or dtype is wrong or the pose is not finite.
+    """
+
+    color: np.ndarray
+    depth: np.ndarray
+    pose: np.ndarray
+    K_color: np.ndarray
+    K_depth: np.ndarray
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.color = np.asarray(self.color)
+        if self.color.ndim != 3 or self.color.shape[2] != 3 or self.color.dtype != np.uint8:
+            raise ValueError(f"color must be uint8 (H, W, 3), got {self.color.dtype} {self.color.shape}")
+        self.depth = np.asarray(self.depth, dtype=np.float32)
+        if self.depth.ndim != 2:
+            raise ValueError(f"depth must have shape (h, w), got {self.depth.shape}")
+        self.pose = check_pose(self.pose)
+        self.K_color = check_K(self.K_color)
+        self.K_depth = check_K(self.K_depth)
+
+
+def _read_matrix(path: Path) -> np.ndarray:
+    try:
+        m = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path} is not a whitespace-separated matrix: {e}") from e
+    return m
+
+
+def _read_K(path: Path) -> np.ndarray:
+    m = _read_matrix(path)
+    if m.shape not in ((3, 3), (4, 4)):
+        raise ValueError(f"{path} must hold a 3x3 or 4x4 matrix, got shape {m.shape}")
+    return check_K(m[:3, :3])
+
+
+def _sorted_stems(stems: Iterable[str]) -> list[str]:
+    stems = list(stems)
+    if all(s.isdigit() for s in stems):
+        return sorted(stems, key=int)
+    return sorted(stems)
+
+
+class RGBDFolder:
+    """Lazy reader of a ScanNet-layout posed RGB-D folder.
+
+    Images are decoded only when a frame is indexed, so a 5000-frame scan costs
+    a few KB of memory until iterated.
+
+    Args:
+        folder: the scan folder (holding ``color/``, ``depth/``, ``pose/``, ``intrinsic/``).
+        depth_scale: stored depth units per metre (ScanNet: 1000, millimetres).
+        frame_skip: keep every ``frame_skip``-th of the stem-sorted matched frames
+            (OpenScene uses 20 on ScanNet); applied before invalid poses are dropped.
+
+    Attributes:
+        folder: the folder, as a ``Path``.
+        names: stems of the frames kept, in order.
+        K_color: float64 (3, 3) intrinsics of the colour images.
+        K_depth: float64 (3, 3) intrinsics of the depth images from
+            ``intrinsic_depth.txt``, or ``None`` when absent (each frame then
+            rescales ``K_color`` to its depth size; see :meth:`__getitem__`).
+        n_invalid_poses: frames dropped for non-finite or singular poses.
+        n_unmatched: colour/depth/pose files without their two counterparts.
+
+    Raises:
+        FileNotFoundError: the folder, a sub-folder or ``intrinsic_color.txt`` is missing.
+        ValueError: ``depth_scale <= 0``, ``frame_skip < 1``, a malformed intrinsic, or no frame
+            has colour, depth and a valid pose.
+
+    Example:
+        >>> scan = RGBDFolder("scans/scene0000_00", frame_skip=20)   # doctest: +SKIP
+        >>> frame = scan[0]; frame.depth.shape                          # doctest: +SKIP
+        (480, 640)
+    """
+
+    def __init__(self, folder, depth_scale: float = 1000.0, frame_skip: int = 1) -> None:
+        self.folder = Path(folder)
+        if not depth_scale > 0:
+            raise ValueError(f"depth_scale must be > 0, got {depth_scale}")
+        if frame_skip < 1:
+            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+        self.depth_scale = float(depth_scale)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"RGB-D folder {self.folder} does not exist")
+        dirs = {d: self.folder / d for d in ("color", "depth", "pose", "intrinsic")}
+        missing = [d for d, p in dirs.items() if not p.is_dir()]
+        if missing:
+            raise FileNotFoundError(f"RGB-D folder {self.folder} lacks sub-folder(s) {missing}; expected the "
+                                    "ScanNet layout color/, depth/, pose/, intrinsic/")
+        kc = dirs["intrinsic"] / "intrinsic_color.txt"
+        if not kc.is_file():
+            raise FileNotFoundError(f"{kc} is missing (the colour camera's intrinsics)")
+        self.K_color = _read_K(kc)
+        kd = dirs["intrinsic"] / "intrinsic_depth.txt"
+        self._K_depth_file = _read_K(kd) if kd.is_file() else None
+
+        colors = {p.stem: p for p in dirs["color"].iterdir() if p.suffix.lower() in _COLOR_EXT}
+        depths = {p.stem: p for p in dirs["depth"].iterdir() if p.suffix.lower() == ".png"}
+        poses = {p.stem: p for p in dirs["pose"].iterdir() if p.suffix.lower() == ".txt"}
+        common = set(colors) & set(depths) & set(poses)
+        self.n_unmatched = len((set(colors) | set(depths) | set(poses)) - common)
+        stems = _sorted_stems(common)[::frame_skip]
+        self._colors, self._depths, self._poses = colors, depths, poses
+        self.names: list[str] = []
+        self._pose_of: dict[str, np.ndarray] = {}
+        bad = 0
+        for s in stems:
+            try:
+                self._pose_of[s] = check_pose(_read_matrix(poses[s]))
+                self.names.append(s)
+            except ValueError:
+                bad += 1
+        self.n_invalid_poses = bad
+        if bad:
+            warnings.warn(f"{self.folder}: skipped {bad} of {len(stems)} frames with invalid (inf/NaN) poses",
+                          UserWarning, stacklevel=2)
+        if not self.names:
+            raise ValueError(f"RGB-D folder {self.folder} has no frame with matching color/, depth/ and a valid "
+                             f"pose/ file ({len(colors)} colour, {len(depths)} depth, {len(poses)} pose files)")
+        if self.n_unmatched:
+            warnings.warn(f"{self.folder}: {self.n_unmatched} colour/depth/pose file(s) have no counterpart "
+                          "and were ignored", UserWarning, stacklevel=2)
+        self.K_depth = self._K_depth_file
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, i: int) -> RGBDFrame:
+        """Decode frame ``i``: colour, depth in metres, pose and both intrinsics.
+
+        Without ``intrinsic_depth.txt`` the depth intrinsics are the colour ones
+        rescaled from the colour size to the depth size.
+
+        Raises:
+            IndexError: ``i`` out of range.
+            ValueError: an image cannot be decoded or the depth is not single-channel.
+        """
+        s = self.names[i]
+        try:
+            with Image.open(self._colors[s]) as im:
+                color = np.asarray(im.convert("RGB"))
+            with Image.open(self._depths[s]) as im:
+                raw = np.asarray(im)
+        except OSError as e:
+            raise ValueError(f"{self.folder}: cannot decode frame {s!r}: {e}") from e
+        if raw.ndim != 2:
+            raise ValueError(f"{self._depths[s]} must be a single-channel depth image, got shape {raw.shape}")
+        depth = raw.astype(np.float32) / self.depth_scale
+        if self._K_depth_file is not None:
+            K_depth = self._K_depth_file
+        else:
+            K_depth = scale_intrinsics(self.K_color, color.shape[:2], depth.shape)
+        return RGBDFrame(color, depth, self._pose_of[s], self.K_color, K_depth, s)
+
+
+def write_rgbd_folder(out_dir, frames: Iterable[RGBDFrame], depth_scale: float = 1000.0,
+                      color_format: str = "jpg", jpeg_quality: int = 95) -> Path:
+    """Write frames in the ScanNet layout (readable by :class:`RGBDFolder`).
+
+    Depth is stored as uint16 PNG ``round(depth * depth_scale)``, clipped to
+    [0, 65535]; non-finite or negative depth becomes 0 (invalid).  Frames are
+    named by their ``name`` or, if empty, their position.
+
+    Args:
+        out_dir: folder to create or fill.
+        frames: :class:`RGBDFrame` s sharing one ``K_color`` and one ``K_depth``.
+        depth_scale: stored units per metre (1000 = millimetres).
+        color_format: ``"jpg"`` or ``"png"`` (lossless).
+        jpeg_quality: JPEG quality 1–95.
+
+    Returns:
+        ``out_dir`` as a ``Path``.
+
+    Raises:
+        ValueError: bad ``color_format`` / ``depth_scale``, no frames, or frames with differing intrinsics.
+    """
+    if color_format not in ("jpg", "png"):
+        raise ValueError(f"color_format must be 'jpg' or 'png', got {color_format!r}")
+    if not depth_scale > 0:
+        raise ValueError(f"depth_scale must be > 0, got {depth_scale}")
+    out = Path(out_dir)
+    for d in ("color", "depth", "pose", "intrinsic"):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    Kc = Kd = None
+    n = 0
+    for i, f in enumerate(frames):
+        if Kc is None:
+            Kc, Kd = f.K_color, f.K_depth
+        elif not (np.allclose(f.K_color, Kc) and np.allclose(f.K_depth, Kd)):
+            raise ValueError(f"frame {i} ({f.name!r}) has other intrinsics than frame 0; the ScanNet layout "
+                             "stores one intrinsic per folder")
+        name = f.name or str(i)
+        if color_format == "jpg":
+            Image.fromarray(f.color).save(out / "color" / f"{name}.jpg", quality=int(jpeg_quality))
+        else:
+            Image.fromarray(f.color).save(out / "color" / f"{name}.png")
+        d = np.nan_to_num(f.depth.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        d = np.clip(np.round(d * depth_scale), 0, 65535).astype(np.uint16)
+        Image.fromarray(d).save(out / "depth" / f"{name}.png")
+        np.savetxt(out / "pose" / f"{name}.txt", f.pose, fmt="%.9f")
+        n += 1
+    if n == 0:
+        raise ValueError("write_rgbd_folder needs at least one frame")
+    for fname, K in (("intrinsic_color.txt", Kc), ("intrinsic_depth.txt", Kd)):
+        m = np.eye(4)
+        m[:3, :3] = K
+        np.savetxt(out / "intrinsic" / fname, m, fmt="%.9f")
+    return out
+
+
+def backproject_rgbd(frames: Iterable[RGBDFrame], voxel_size: float = 0.02, *, stride: int = 1,
+                     min_depth: float = 0.1, max_depth: float = 10.0,
+                     device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Build a coloured point cloud from posed RGB-D frames, one point per occupied voxel.
+
+    Every valid depth pixel (``min_depth <= d <= max_depth``) is unprojected
+    with ``K_depth``, coloured by projecting it into the colour image with
+    ``K_color`` (nearest pixel; colour and depth share the pose, as in
+    ScanNet's export), and moved to the world with the pose.  Points are merged
+    per voxel of side ``voxel_size``: the output point is the mean position and
+    mean colour of its voxel.  Sums are merged incrementally, so memory stays
+    proportional to the number of occupied voxels, not of pixels.
+
+    Args:
+        frames: :class:`RGBDFrame` s (e.g. an :class:`RGBDFolder`).
+        voxel_size: voxel side in metres (> 0).
+        stride: use every ``stride``-th depth pixel in each direction.
+        min_depth, max_depth: valid depth range in metres.
+        device: where to compute.
+
+    Returns:
+        ``(points, colors)``: float32 (N, 3) world metres and uint8 (N, 3), numpy,
+        ordered by voxel key.
+
+    Raises:
+        ValueError: ``voxel_size <= 0``, ``stride < 1`` or the scene spans more than 2**20 voxels from the origin.
+    """
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    dev = torch.device(device)
+    acc: list[tuple[torch.Tensor, torch.Tensor]] = []  # (keys (M,), sums (M, 7): xyz, rgb, count)
+    pending = 0
+    for f in frames:
+        d = as_tensor(f.depth[::stride, ::stride], device=dev).float()
+        h, w = d.shape
+        vv, uu = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32) * stride,
+                                torch.arange(w, device=dev, dtype=torch.float32) * stride, indexing="ij")
+        ok = (d >= min_depth) & (d <= max_depth)
+        z, u, v = d[ok], uu[ok], vv[ok]
+        if z.numel() == 0:
+            continue
+        Kd, Kc = f.K_depth.tolist(), f.K_color.tolist()  # python floats: safe with tensors on any device
+        x = (u - Kd[0][2]) * z / Kd[0][0]
+        y = (v - Kd[1][2]) * z / Kd[1][1]
+        cam = torch.stack([x, y, z], 1)
+        cu = torch.floor(Kc[0][0] * x / z + Kc[0][2] + 0.5).long()
+        cv = torch.floor(Kc[1][1] * y / z + Kc[1][2] + 0.5).long()
+        H, W = f.color.shape[:2]
+        inside = (cu >= 0) & (cu < W) & (cv >= 0) & (cv < H)
+        cam, cu, cv = cam[inside], cu[inside], cv[inside]
+        rgb = as_tensor(f.color, device=dev)[cv, cu].float()
+        T = torch.as_tensor(f.pose, dtype=torch.float32, device=dev)
+        world = cam @ T[:3, :3].T + T[:3, 3]
+        acc.append(_voxel_sums(world, rgb, voxel_size))
+        pending += acc[-1][0].numel()
+        if pending > 4_000_000 and len(acc) > 1:
+            acc = [_merge(acc)]
+            pending = acc[0][0].numel()
+    if not acc:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    _, sums = _merge(acc)
+    cnt = sums[:, 6:7]
+    pts = (sums[:, :3] / cnt).float().cpu().numpy()
+    col = (sums[:, 3:6] / cnt).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return pts, col
+
+
+_BITS = 21
+_OFF = 1 << (_BITS - 1)
+
+
+def _voxel_sums(world: torch.Tensor, rgb: torch.Tensor, voxel: float) -> tuple[torch.Tensor, torch.Tensor]:
+    q = torch.floor(world / voxel).long() + _OFF
+    if bool(((q < 0) | (q >= (1 << _BITS))).any()):
+        raise ValueError(f"points farther than {_OFF * voxel:g} m from the origin cannot be voxelised at {voxel} m")
+    key = (q[:, 0] << (2 * _BITS)) | (q[:, 1] << _BITS) | q[:, 2]
+    vals = torch.cat([world.double(), rgb.double(), torch.ones_like(world[:, :1], dtype=torch.float64)], 1)
+    return _reduce(key, vals)
+
+
+def _reduce(key: torch.Tensor, vals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    uk, inv = torch.unique(key, return_inverse=True)
+    out = torch.zeros(uk.numel(), vals.shape[1], dtype=vals.dtype, device=vals.device)
+    out.index_add_(0, inv, vals)
+    return uk, out
+
+
+def _merge(acc: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return _reduce(torch.cat([k for k, _ in acc]), torch.cat([v for _, v in acc]))
