@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Regenerate the training data and the shipped evaluation-world model from scratch:
-#   ovtools/encoders/checkpoints/ovtools-shapes.safetensors   (CLIPEncoder("ovtools-shapes", "shapes"))
-# Deterministic (fixed seeds, 2 torch threads: two full runs gave bit-identical weights). Measured 22 min
+# Regenerate the training data and the shipped evaluation-world models from scratch:
+#   stage 1: ovtools/encoders/checkpoints/ovtools-shapes.safetensors    (CLIPEncoder("ovtools-shapes", "shapes"))
+#   stage 2: ovtools/encoders/checkpoints/ovtools-shapes3d.safetensors  (CLIPEncoder("ovtools-shapes", "shapes3d")),
+#            stage 1 fine-tuned on rendered 3D views by scripts/finetune_shapes3d.sh (STEPS3D, SCENES3D, ROWS2D).
+# Deterministic (fixed seeds, 2 torch threads: two full runs gave bit-identical weights). Stage 1 measured 22 min
 # (1337 s: data 2 min, 1500 steps 20 min) on 2 CPU cores shared with other jobs; about 15 min when idle.
 # Check quality afterwards: python scripts/eval_shapes_model.py
 # Usage: scripts/train_shapes_model.sh [DATA_DIR] [RUN_DIR]
@@ -21,4 +23,6 @@ ovtools train "$DATA/captions.csv" --model ovtools-shapes --out "$RUN" --steps "
     --lr 1e-3 --seed 0 --loss supcon-clip --secondary-weight 0.05 --save-every 250 --save-dtype fp16 --threads 2
 mkdir -p ovtools/encoders/checkpoints
 install -m 0644 "$RUN/model.safetensors" ovtools/encoders/checkpoints/ovtools-shapes.safetensors
-echo "done in $(( $(date +%s) - start )) s: ovtools/encoders/checkpoints/ovtools-shapes.safetensors"
+echo "stage 1 done in $(( $(date +%s) - start )) s: ovtools/encoders/checkpoints/ovtools-shapes.safetensors"
+# Stage 2: rendered 3D views, from the model just trained (data next to DATA, run next to RUN).
+PRETRAINED="$RUN/model.safetensors" scripts/finetune_shapes3d.sh "$(dirname "$DATA")" "${RUN}3d"

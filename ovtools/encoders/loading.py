@@ -33,6 +33,7 @@ open_clip.add_model_config(model_configs_dir())
 # Shipped checkpoints, addressed like an open_clip pretrained tag.
 SHIPPED_TAGS: dict[tuple[str, str], str] = {
     ("ovtools-shapes", "shapes"): "ovtools-shapes.safetensors",
+    ("ovtools-shapes", "shapes3d"): "ovtools-shapes3d.safetensors",
 }
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
