@@ -144,12 +144,13 @@ def _eval3d(data, labels, classes, templates, model, pretrained, device, precisi
     from ..pipelines import Segment3DPipeline
 
     try:
-        _, man = read_manifest(data)
+        folder, man = read_manifest(data)
     except (ValueError, FileNotFoundError) as e:
         opt.usage_error(str(e))
+    inputs = [data, folder / "scenes3d.json", *(folder / s["file"] for s in man["scenes"])]
     overrides = opt.model_overrides(model, pretrained, device, precision, templates, None, cache_dir, no_cache, None)
     overrides.update(opt.class_overrides_or(labels, classes, preset, lambda: man["class_names"]))
-    opt.check_outputs({"--output": output}, [data])
+    opt.check_outputs({"--output": output}, inputs)
     pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides)
     modes = ("fusion", "distill", "ensemble") if pipe.config.distill_steps > 0 else ("fusion",)
     progress, task = opt.make_progress(len(man["scenes"]), "eval")
@@ -163,7 +164,7 @@ def _eval3d(data, labels, classes, templates, model, pretrained, device, precisi
     if output is not None:
         from ..io.writers import write_json
 
-        write_json(output, result, [data])
+        write_json(output, result, inputs)
     if not quiet:
         shown = {**result, "modes": {m: {k: v for k, v in r.items() if k != "per_class_IoU"}
                                      for m, r in result["modes"].items()}}

@@ -7,7 +7,7 @@
 Outputs: ``--output`` a binary PLY with the input points, colours by class (a
 class's overlay colour; "nothing" keeps a dark grey), and per-point properties
 ``label`` (int, class id; -1 = nothing) and ``score`` (float, confidence) — or, with
-``--query``, ``relevancy`` (float in (0, 1]) and a blue-to-red heat map;
+``--query``, ``relevancy`` (float in [0, 1]) and a blue-to-red heat map;
 ``--summary`` a JSON document (class names, points per class, instances as
 connected components per class with axis-aligned 3D boxes, timings);
 ``--features`` the per-point features as a float16 ``.npy`` (N, D).
@@ -47,7 +47,7 @@ def _summary(pipe, scene, sf, labels, seconds: float) -> dict:
     from ..scene3d import connected_instances, instance_boxes
 
     cfg = pipe.config
-    pts = scene.points[scene.inverse]
+    pts = scene.original_points
     radius = cfg.instance_radius or 3.0 * sf.spacing
     inst = connected_instances(pts, labels.class_id, radius, cfg.min_instance_points)
     boxes = instance_boxes(pts, inst, labels.class_id)
@@ -143,9 +143,9 @@ def segment3d(
     t0 = time.perf_counter()
     try:
         scene_in = pipe.scene(scene)
+        sf = pipe.features(scene_in)
     except (OvtoolsError, FileNotFoundError, ValueError) as e:
         opt.usage_error(str(e))
-    sf = pipe.features(scene_in)
     _write_outputs(pipe, scene_in, sf, query, output, summary, save_features, inputs, quiet, t0)
 
 
@@ -153,7 +153,7 @@ def _write_outputs(pipe, scene, sf, query, output, summary, save_features, input
     from ..io.ply import PointCloud, write_ply
     from ..io.writers import atomic_write_bytes, write_json
 
-    pts = scene.points[scene.inverse]
+    pts = scene.original_points
     if query is not None:
         rel = pipe.query(sf, query)
         if output is not None:

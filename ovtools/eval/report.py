@@ -55,6 +55,8 @@ class QualitySizes:
     scorings: tuple[str, ...] = ("crop", "dense")
     segment_scorings: tuple[str, ...] = ("crop", "dense", "fusion")
     segment_scenes: int = 40        # the first scenes of the detection set
+    scenes3d: int = 12              # 3D world scenes (bare PLYs) for 3D mIoU; 0 = skip
+    points3d: int = 150_000         # points per 3D scene
     extra: dict = field(default_factory=dict)
 
 
@@ -72,7 +74,8 @@ def shapes_quality(workdir: str | Path, sizes: QualitySizes | None = None, seed:
 
     Returns:
         ``{"zero_shot": {template set: eval JSON}, "probe": probe JSON,
-        "detection": {scoring: eval JSON}, "segmentation": {scoring: eval JSON}, "seconds": {...}}``.
+        "detection": {scoring: eval JSON}, "segmentation": {scoring: eval JSON}, "segmentation3d": eval
+        JSON, "seconds": {...}}``.
 
     Raises:
         RuntimeError: a command failed.
@@ -119,6 +122,14 @@ def shapes_quality(workdir: str | Path, sizes: QualitySizes | None = None, seed:
                  absent, "-o", path, "-q"])
         out["segmentation"][scoring] = _read(path)
         out["seconds"][f"segment-{scoring}"] = time.perf_counter() - t0
+    if sizes.scenes3d:
+        t0 = time.perf_counter()
+        run_cli(["datagen", work / "scenes3d", "--kind", "scenes3d", "--n", sizes.scenes3d, "--seed", seed + 1000,
+                 "--points", sizes.points3d])
+        path = work / "segment3d.json"
+        run_cli(["eval", work / "scenes3d", "--preset", "segment3d-shapes", "-o", path, "-q"])
+        out["segmentation3d"] = _read(path)
+        out["seconds"]["segment3d"] = time.perf_counter() - t0
     return out
 
 
@@ -161,6 +172,13 @@ def markdown_table(result: dict) -> str:
                          ">= 0.90"))
         rows.append((f"segmentation seconds per scene, `{scoring}`" + (" (incl. absent-label query)"
                      if "absent_label_rejection" in r else ""), f"{r['seconds_per_image']:.3f}", ""))
+    if "segmentation3d" in result:
+        r = result["segmentation3d"]
+        for mode, m in r["modes"].items():
+            rows.append((f"3D mIoU from bare PLYs, `{mode}` ({r['n_scenes']} scenes, 41 classes)", f"{m['mIoU']:.3f}",
+                         ">= 0.60"))
+        rows.append(("3D seconds per scene (13 views, fusion, distillation, 3 labellings)",
+                     f"{r['seconds_per_scene']:.1f}", ""))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, width)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in width) + "|")

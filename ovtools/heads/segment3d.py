@@ -60,6 +60,7 @@ class Segment3DConfig:
         elevations: ring elevations in degrees above the horizontal.
         inside_views: virtual cameras inside the scene looking outward; ``None`` = 4 for
             clouds that look like a room (:func:`~ovtools.scene3d.views.looks_like_room`), else 0.
+        top_down: add one virtual camera above the scene looking straight down.
         view_size: ``(H, W)`` of the rendered views in pixels.
         fov_deg: horizontal field of view of the virtual cameras in degrees.
         splat_scale: rendered point size, in multiples of the estimated point spacing.
@@ -89,6 +90,7 @@ class Segment3DConfig:
     n_around: int = 6
     elevations: tuple = (30.0, 55.0)
     inside_views: int | None = None
+    top_down: bool = True
     view_size: tuple = (480, 640)
     fov_deg: float = 60.0
     splat_scale: float = 1.5
@@ -122,6 +124,14 @@ class Segment3DConfig:
         for name in ("frame_skip", "max_frames", "distill_batch", "crop_batch_size", "min_instance_points"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.fov_deg < 180:
+            raise ValueError(f"fov_deg must be in (0, 180) degrees, got {self.fov_deg}")
+        if not self.elevations or any(not -90 < float(e) < 90 for e in self.elevations):
+            raise ValueError(f"elevations must be a non-empty list of degrees in (-90, 90), got {self.elevations}")
+        if self.dense_side < 16:
+            raise ValueError(f"dense_side must be >= 16 pixels, got {self.dense_side}")
+        if self.splat_scale <= 0:
+            raise ValueError(f"splat_scale must be > 0, got {self.splat_scale}")
         for name in ("voxel_size", "instance_radius", "depth_tolerance"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -132,7 +142,7 @@ _KINDS = {
     "features": (str, False), "mask_proposals": (str, False), "proposal_options": (Mapping, False),
     "min_mask_area": (int, False), "context_padding": (float, False), "crop_batch_size": (int, False),
     "dense_side": (int, False), "n_around": (int, False), "elevations": (tuple, False), "inside_views": (int, True),
-    "view_size": (tuple, False), "fov_deg": (float, False), "splat_scale": (float, False),
+    "top_down": (bool, False), "view_size": (tuple, False), "fov_deg": (float, False), "splat_scale": (float, False),
     "depth_tolerance": (float, True), "frame_skip": (int, False), "max_frames": (int, False),
     "distill_steps": (int, False), "distill_batch": (int, False), "mode": (str, False),
     "score_threshold": (float, False), "voxel_size": (float, True), "instance_radius": (float, True),
@@ -164,6 +174,8 @@ class SceneFeatures:
 
     def select(self, mode: str, class_embeddings: torch.Tensor, logit_scale: float) -> torch.Tensor:
         """float16 (M, D) features of ``mode`` (``"ensemble"`` picks per point against ``class_embeddings``)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if mode == "fusion":
             return self.fused
         if self.distilled is None:
@@ -253,7 +265,8 @@ class Segment3DHead:
                 yield f.color, None, f.K_depth, f.pose, f.depth
             return
         cams = plan_views(scene.points, n_around=cfg.n_around, elevations=tuple(cfg.elevations),
-                          n_inside=cfg.inside_views, size=tuple(int(v) for v in cfg.view_size), fov_deg=cfg.fov_deg)
+                          n_inside=cfg.inside_views, size=tuple(int(v) for v in cfg.view_size), fov_deg=cfg.fov_deg,
+                          top_down=cfg.top_down)
         for cam in cams:
             r = render_points(scene.points, scene.colors, cam.K, cam.pose, cam.size,
                               point_size_m=cfg.splat_scale * spacing, background=(0, 0, 0)).cpu()
@@ -330,8 +343,11 @@ class Segment3DHead:
         """LERF relevancy (:mod:`ovtools.heads.scoring`) of every input point to ``emb``'s first label.
 
         Returns:
-            float32 (N,) in (0, 1]: ``sigmoid(l_query - max_k l_negative_k)``; > 0.5 means the
-            phrase beats every negative.
+            float32 (N,) in [0, 1]: ``sigmoid(l_query - max_k l_negative_k)``; > 0.5 means the
+            phrase beats every negative; 0 for points no view saw in ``fusion`` mode.
+
+        Raises:
+            ValueError: unknown mode, or a mode that needs distillation without it.
         """
         mode = mode or self.config.mode
         feats = sf.select(mode, emb.classes[:1], self.encoder.logit_scale)

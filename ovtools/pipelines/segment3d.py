@@ -41,6 +41,19 @@ def segment3d_config_keys() -> dict[str, Any]:
     return config_defaults(Segment3DConfig)
 
 
+def _scene_key(path: str | Path) -> tuple | None:
+    """Identity of a scene on disk: a file's (path, mtime, size), or for a folder the newest mtime, total
+    size and file count of everything inside (a rewritten frame or PLY changes it)."""
+    p = Path(path).resolve()
+    if not p.exists():
+        return None
+    if p.is_file():
+        st = p.stat()
+        return (str(p), st.st_mtime_ns, st.st_size)
+    stats = [f.stat() for f in p.rglob("*") if f.is_file()]
+    return (str(p), max((st.st_mtime_ns for st in stats), default=0), sum(st.st_size for st in stats), len(stats))
+
+
 class Segment3DPipeline(Pipeline):
     """Point cloud or RGB-D scan → :class:`~ovtools.structures.PointLabels`.
 
@@ -92,24 +105,26 @@ class Segment3DPipeline(Pipeline):
         if isinstance(scene, (str, Path)):
             return load_scene(scene, voxel_size=cfg.voxel_size, frame_skip=cfg.frame_skip)
         if isinstance(scene, tuple) and len(scene) == 2:
-            scene = PointCloud(np.asarray(scene[0], np.float32), None if scene[1] is None else np.asarray(scene[1]))
+            colors = None if scene[1] is None else np.asarray(scene[1])
+            if colors is not None and np.issubdtype(colors.dtype, np.floating):  # [0, 1] floats, as render_points takes
+                colors = (np.clip(colors, 0, 1) * 255).round().astype(np.uint8)
+            scene = PointCloud(np.asarray(scene[0], np.float32), colors)
         if isinstance(scene, PointCloud):
             n = len(scene.points)
             inverse = np.arange(n, dtype=np.int64)
+            original = None
             if cfg.voxel_size is not None:
+                original = scene.points
                 scene, inverse = voxel_downsample(scene, cfg.voxel_size)
-            return Scene3DInput(scene.points, scene.colors, inverse, None, {}, Path("<array>"))
+            return Scene3DInput(scene.points, scene.colors, inverse, None, {}, Path("<array>"), original)
         raise TypeError(f"scene must be a path, PointCloud, (points, colors) or Scene3DInput, "
                         f"got {type(scene).__name__}")
 
     def features(self, scene):
         """Per-point features of ``scene`` (:class:`~ovtools.heads.segment3d.SceneFeatures`),
-        computed once: a path is remembered by its resolved name and modification time."""
-        key = None
-        if isinstance(scene, (str, Path)):
-            p = Path(scene).resolve()
-            if p.exists():
-                key = (str(p), p.stat().st_mtime_ns)
+        computed once: a path is remembered by its resolved name, modification time and size
+        (for a folder: of every file inside)."""
+        key = _scene_key(scene) if isinstance(scene, (str, Path)) else None
         with self._scene_lock:
             if key is not None and key in self._scenes:
                 self._scenes.move_to_end(key)
@@ -149,10 +164,11 @@ class Segment3DPipeline(Pipeline):
         """Relevancy of every point to one phrase (against the canonical negatives, as LERF).
 
         Returns:
-            float32 (N,) in (0, 1]; > 0.5 where the phrase beats every negative.
+            float32 (N,) in [0, 1]; > 0.5 where the phrase beats every negative (0 for points
+            no view saw, in ``fusion`` mode).
 
         Raises:
-            ValueError: an empty phrase.
+            ValueError: an empty phrase, or an unknown mode.
         """
         from ..heads.segment3d import SceneFeatures
 

@@ -36,6 +36,8 @@ class Scene3DInput:
         rgbd: a :class:`~ovtools.scene3d.rgbd.RGBDFolder`, or ``None`` for a bare cloud.
         fields: per-input-point arrays of the file (e.g. ground-truth ``class_id``), length N.
         source: the path read.
+        input_points: float32 (N, 3) the input's own points (``None``: the same as ``points``,
+            i.e. no down-sampling); outputs are written with these coordinates.
     """
 
     points: np.ndarray
@@ -44,6 +46,12 @@ class Scene3DInput:
     rgbd: object | None
     fields: dict
     source: Path
+    input_points: np.ndarray | None = None
+
+    @property
+    def original_points(self) -> np.ndarray:
+        """float32 (N, 3) the input's points, in input order."""
+        return self.points if self.input_points is None else self.input_points
 
     @property
     def n_input_points(self) -> int:
@@ -115,6 +123,8 @@ def load_scene(path: str | Path, *, voxel_size: float | None = None, mesh: str =
     n = len(cloud.points)
     inverse = np.arange(n, dtype=np.int64)
     fields = dict(cloud.fields)
+    original = None
     if voxel_size is not None:
+        original = cloud.points
         cloud, inverse = voxel_downsample(cloud, voxel_size)
-    return Scene3DInput(cloud.points, cloud.colors, inverse, rgbd, fields, path)
+    return Scene3DInput(cloud.points, cloud.colors, inverse, rgbd, fields, path, original)
