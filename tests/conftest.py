@@ -51,3 +51,13 @@ def rgb_image():
     img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
     img[30:90, 40:100] = (220, 30, 30)
     return img
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (restored after): with small tensors on a shared 2-core machine,
+    intra-op threads mostly wait on each other (a 3D scene took 9 s instead of 0.3 s with 2 threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

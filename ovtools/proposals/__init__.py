@@ -71,6 +71,18 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def downscale(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) resized (bilinear) so its longer side is at most ``max_side`` (``None``: unchanged)."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image
+    f = max_side / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
 from .regions import RegionMaskProposals  # noqa: E402
 from .segments import SegmentProposals  # noqa: E402
 from .windows import SlidingWindows  # noqa: E402

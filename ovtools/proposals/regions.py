@@ -28,20 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import check_image, register_proposals
+from . import check_image, downscale, register_proposals
 from .segments import hierarchical_grouping
-
-
-def downscale(image: np.ndarray, max_side: int | None) -> np.ndarray:
-    """RGB uint8 (H, W, 3) resized (bilinear) so its longer side is at most ``max_side`` (``None``: unchanged)."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return image
-    f = max_side / max(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 def resize_masks(masks: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:

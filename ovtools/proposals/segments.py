@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import check_image, register_proposals
+from . import check_image, downscale, register_proposals
 
 _BINS = 25
 
@@ -243,16 +243,11 @@ class SegmentProposals:
         Raises:
             TypeError / ValueError: ``image`` is not an RGB uint8 (H, W, 3) array.
         """
-        from PIL import Image
         from skimage.segmentation import felzenszwalb
 
         image = check_image(image)
         h, w = image.shape[:2]
-        work = image
-        if self.max_side and max(h, w) > self.max_side:
-            f = self.max_side / max(h, w)
-            size = (max(1, round(w * f)), max(1, round(h * f)))
-            work = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        work = downscale(image, self.max_side)
         wh, ww = work.shape[:2]
         min_region = max(4, int(round(self.min_region * wh * ww / (192.0 * 192.0))))
         rng = np.random.default_rng(self.seed)

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -22,6 +21,8 @@ from ovtools.datasets.scenes3d import generate_scenes3d
 from ovtools.io.ply import write_ply
 from ovtools.prompts import CANONICAL_NEGATIVES
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # Labels equal to the canonical negatives leave no negative to beat: every point is labelled
 # (ensemble mode), so the summary has instances to check.
 NEG = ", ".join(CANONICAL_NEGATIVES)
@@ -29,15 +30,6 @@ N = 6000
 SMALL = {"task": "segment3d", "model": "ovtools-shapes", "pretrained": "shapes", "device": "cpu",
          "classes": "shapes3d", "features": "dense", "n_around": 2, "elevations": [45.0],
          "view_size": [96, 128], "distill_steps": 10, "distill_batch": 2048, "mode": "ensemble"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: torch's intra-op threads only wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

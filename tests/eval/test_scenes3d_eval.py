@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -21,19 +20,12 @@ from ovtools.cli import app
 from ovtools.datasets.scenes3d import SCENE3D_CLASS_NAMES, write_scenes3d
 from ovtools.io.ply import read_point_cloud
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = {"task": "segment3d", "model": "ovtools-shapes", "pretrained": "shapes", "device": "cpu",
          "classes": "shapes3d", "features": "dense", "n_around": 2, "elevations": [45.0],
          "view_size": [96, 128], "distill_steps": 10, "distill_batch": 2048}
 MODES = {"fusion", "distill", "ensemble"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: torch's intra-op threads only wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

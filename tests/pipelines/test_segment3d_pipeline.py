@@ -27,21 +27,14 @@ from ovtools.prompts import CANONICAL_NEGATIVES
 from ovtools.scene3d import RGBDFrame, estimate_point_spacing, plan_views, render_points, write_rgbd_folder
 from ovtools.structures import PointLabels
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FAST = dict(features="dense", n_around=2, elevations=(45.0,), view_size=(96, 128), distill_steps=10,
             distill_batch=2048)
 # Labels equal to the canonical negatives leave no negative to beat: every seen point gets a label,
 # so label-sharing checks are not vacuous ("nothing" everywhere).
 NEG = list(CANONICAL_NEGATIVES)
 N = 8000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: torch's intra-op threads only wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,11 @@
-"""scene3d tests run torch on one thread.
-
-The tests use small tensors, where torch's intra-op threads mostly wait on each
-other; on a shared 2-core machine that waiting made the distillation test ~10x
-slower (25 s instead of 2 s for 200 steps).  The previous setting is restored.
-"""
+"""scene3d tests run torch on one thread (see ``one_torch_thread`` in tests/conftest.py): with
+small tensors, torch's intra-op threads mostly wait on each other on a shared 2-core machine."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True, scope="package")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
