@@ -102,9 +102,18 @@ def _scenes3d(out_dir: Path, n: int, seed: int, points: int, min_objects: int, m
         write_scenes3d(out_dir, n, seed, points=points, min_objects=min_objects, max_objects=max_objects)
     except OutputPathError as e:
         opt.usage_error(str(e))
-    what = f"{n} scenes, {out_dir / 'scenes3d.json'}"
+    what = f"{n} scene{'s' if n != 1 else ''}, {out_dir / 'scenes3d.json'}"
     if rgbd_views:
+        import os
+        import shutil
+
         for i, scene in enumerate(generate_scenes3d(n, seed, 0, points, min_objects, max_objects)):
-            write_scene_rgbd(scene, out_dir / f"scene_{i:04d}", rgbd_views)
-        what += f", {rgbd_views} RGB-D views each in {out_dir}/scene_<i>/"
+            folder = out_dir / f"scene_{i:04d}"
+            write_scene_rgbd(scene, folder, rgbd_views)
+            ply = out_dir / f"scene_{i:04d}.ply"
+            try:  # the folder's own PLY (a hard link; a copy where links are not possible), as ScanNet ships one
+                os.link(ply, folder / ply.name)
+            except OSError:
+                shutil.copyfile(ply, folder / ply.name)
+        what += f", {rgbd_views} RGB-D views and the PLY each in {out_dir}/scene_<i>/"
     return what

@@ -49,8 +49,8 @@ Labels = Annotated[Optional[str], typer.Option(
     "--labels", "-l", help="Comma-separated labels in plain language, e.g. \"zebra, goat, grass plain\"; "
     "quote a label that contains a comma: '\"salt, pepper\", bowl'. Excludes --classes.", show_default=False)]
 Classes = Annotated[Optional[str], typer.Option(
-    "--classes", "-c", help="A built-in class space (coco, imagenet; `ovtools models --classes`) or a class-space "
-    "YAML file. Excludes --labels.", show_default=False)]
+    "--classes", "-c", help="A built-in class space (coco, imagenet, scannet20, shapes, shapes3d, ...; `ovtools "
+    "models --classes` lists them) or a class-space YAML file. Excludes --labels.", show_default=False)]
 Templates = Annotated[Optional[str], typer.Option(
     "--templates", "-t", help="Prompt template set: built-in name (`ovtools models --templates`) or YAML file. "
     "Default: the preset's, else the class space's own, else openai_imagenet.", show_default=False)]
@@ -61,8 +61,8 @@ SaveVis = Annotated[Optional[Path], typer.Option(
     "--save-vis", help="Save annotated PNGs: a .png file for one image, a folder for several "
     "(one <image stem>.png each).", show_default=False)]
 BatchSize = Annotated[Optional[int], typer.Option(
-    "--batch-size", "-b", min=1, help="Images per encoder forward pass (classify; default 32) or crops per "
-    "forward pass (detect; default: the preset's crop_batch_size, 64).",
+    "--batch-size", "-b", min=1, help="Images per encoder forward pass (classify, eval of classification; "
+    "default 32) or crops per forward pass (detect, segment; default: the preset's crop_batch_size, 64).",
     show_default=False)]
 CacheDir = Annotated[Optional[Path], typer.Option(
     "--cache-dir", help="Folder of the text-embedding cache. Default: $OVTOOLS_CACHE_DIR or ~/.cache/ovtools/text.",
@@ -82,9 +82,10 @@ Scoring = Annotated[Optional[str], typer.Option(
     "MaskCLIP dense pass per image, pooled per box or mask (fast); fusion (segmentation only): ConceptFusion "
     "blend of global and crop features. Default: the preset's (crop).", show_default=False)]
 Threshold = Annotated[Optional[float], typer.Option(
-    "--threshold", min=0.0, max=1.0, help="Smallest detection confidence reported, in [0, 1]; a label must also "
-    "beat its negatives. Default: the preset's (0.3 detect-default, 0.5 detect-shapes).", show_default=False)]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the results table.")]
+    "--threshold", min=0.0, max=1.0, help="Smallest confidence reported (a box or mask), in [0, 1]; a label must "
+    "also beat its negatives. Default: the preset's (0.3 detect-default, segment-default and segment-shapes; "
+    "0.5 detect-shapes).", show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the results (table or JSON) on stdout.")]
 
 
 # ------------------------------------------------------------------------------ errors

@@ -252,8 +252,10 @@ def load_clip(
         raise WeightsUnavailableError(
             f"weights for model {model!r} pretrained {pretrained!r} are not in the local cache and could not be "
             "downloaded (offline?). Fetch them once on a connected machine (they go to ~/.cache/huggingface), "
-            f"or pass a local checkpoint: --model {arch} --pretrained /path/to/open_clip_model.safetensors "
-            f"(cause: {type(e).__name__}: {str(e).splitlines()[0]})"
+            f"or pass a local checkpoint: --model {arch} --pretrained /path/to/open_clip_model.safetensors. "
+            "Offline, the shipped evaluation-world model runs: --preset detect-shapes / segment-shapes / "
+            "segment3d-shapes (or --model ovtools-shapes --pretrained shapes).\n"
+            f"  cause: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
         ) from e
     finally:
         logging.getLogger().disabled = was

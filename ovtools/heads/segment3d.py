@@ -28,7 +28,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -252,31 +252,37 @@ class Segment3DHead:
         feats = self.mask_features(self.encoder.to_float(np.ascontiguousarray(rgb)), m)
         return FeaturePartition(index, feats.float().cpu())
 
-    def _views(self, scene, spacing: float):
-        """Yield ``(rgb uint8 (H, W, 3), valid bool or None, K, pose, depth float32)`` per view."""
+    def _views(self, scene, spacing: float) -> tuple[int, Any]:
+        """``(number of views, iterator of (rgb uint8 (H, W, 3), valid bool or None, K, pose, depth float32))``."""
         from ..scene3d import plan_views, render_points
 
         cfg = self.config
         if scene.rgbd is not None:
             n = len(scene.rgbd)
-            picks = np.unique(np.linspace(0, n - 1, min(n, cfg.max_frames)).round().astype(int))
-            for i in picks.tolist():
-                f = scene.rgbd[i]
-                yield f.color, None, f.K_depth, f.pose, f.depth
-            return
+            picks = np.unique(np.linspace(0, n - 1, min(n, cfg.max_frames)).round().astype(int)).tolist()
+
+            def frames():
+                for i in picks:
+                    f = scene.rgbd[i]
+                    yield f.color, None, f.K_depth, f.pose, f.depth
+            return len(picks), frames()
         cams = plan_views(scene.points, n_around=cfg.n_around, elevations=tuple(cfg.elevations),
                           n_inside=cfg.inside_views, size=tuple(int(v) for v in cfg.view_size), fov_deg=cfg.fov_deg,
                           top_down=cfg.top_down)
-        for cam in cams:
-            r = render_points(scene.points, scene.colors, cam.K, cam.pose, cam.size,
-                              point_size_m=cfg.splat_scale * spacing, background=(0, 0, 0)).cpu()
-            yield r.rgb.numpy(), (r.index >= 0).numpy(), cam.K, cam.pose, r.depth
 
-    def features(self, scene) -> SceneFeatures:
+        def renders():
+            for cam in cams:
+                r = render_points(scene.points, scene.colors, cam.K, cam.pose, cam.size,
+                                  point_size_m=cfg.splat_scale * spacing, background=(0, 0, 0)).cpu()
+                yield r.rgb.numpy(), (r.index >= 0).numpy(), cam.K, cam.pose, r.depth
+        return len(cams), renders()
+
+    def features(self, scene, progress: Callable[[str], None] | None = None) -> SceneFeatures:
         """Fused (and distilled) per-point features of a scene (module docs, steps 1–4).
 
         Args:
             scene: a :class:`~ovtools.scene3d.scene.Scene3DInput` (:func:`~ovtools.scene3d.scene.load_scene`).
+            progress: optional callable receiving a short message at each stage and view.
 
         Returns:
             :class:`SceneFeatures` for the scene's M (possibly down-sampled) points.
@@ -286,15 +292,20 @@ class Segment3DHead:
         cfg = self.config
         spacing = float(estimate_point_spacing(scene.points))
         tol = cfg.depth_tolerance or max(0.02, 4.0 * spacing)
+        say = progress or (lambda message: None)
         t0 = time.perf_counter()
         views = []
-        for rgb, valid, K, pose, depth in self._views(scene, spacing):
+        n_views, view_iter = self._views(scene, spacing)
+        for i, (rgb, valid, K, pose, depth) in enumerate(view_iter):
+            say(f"2D features of view {i + 1}/{n_views} ({cfg.features})")
             views.append(FusionView(K, pose, depth, self.partition(rgb, valid)))
         t1 = time.perf_counter()
+        say(f"fusing {n_views} views onto {len(scene.points)} points")
         fused = fuse_features(scene.points, views, depth_tolerance=tol, feature_dim=self.encoder.embed_dim)
         t2 = time.perf_counter()
         distilled = None
         if cfg.distill_steps > 0 and bool(fused.seen.any()):
+            say(f"distilling into the 3D network ({cfg.distill_steps} steps)")
             model = train_distill(scene.points, scene.colors, fused.features, fused.seen, steps=cfg.distill_steps,
                                   batch=cfg.distill_batch, seed=cfg.seed)
             distilled = model.predict(scene.points, scene.colors).to(torch.float16).cpu()

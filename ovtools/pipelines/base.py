@@ -112,7 +112,10 @@ class Pipeline:
         try:
             return config_cls(**values)
         except (TypeError, ValueError) as e:
-            where = f"{s.source}: " if s.source is not None else ""
+            given = sorted(set(s.explicit) & set(values))
+            parts = ([str(s.source)] if s.source is not None else []) + (
+                [f"the options {', '.join(given)}"] if given else [])
+            where = f"{' with '.join(parts)}: " if parts else ""
             raise ConfigError(f"{where}invalid {what} setting: {e}") from None
 
     # ------------------------------------------------------------------------- labels

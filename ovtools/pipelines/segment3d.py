@@ -120,16 +120,16 @@ class Segment3DPipeline(Pipeline):
         raise TypeError(f"scene must be a path, PointCloud, (points, colors) or Scene3DInput, "
                         f"got {type(scene).__name__}")
 
-    def features(self, scene):
+    def features(self, scene, progress=None):
         """Per-point features of ``scene`` (:class:`~ovtools.heads.segment3d.SceneFeatures`),
         computed once: a path is remembered by its resolved name, modification time and size
-        (for a folder: of every file inside)."""
+        (for a folder: of every file inside).  ``progress``: optional callable receiving stage messages."""
         key = _scene_key(scene) if isinstance(scene, (str, Path)) else None
         with self._scene_lock:
             if key is not None and key in self._scenes:
                 self._scenes.move_to_end(key)
                 return self._scenes[key]
-        sf = self.head.features(self.scene(scene))
+        sf = self.head.features(self.scene(scene), progress)
         if key is not None:
             with self._scene_lock:
                 self._scenes[key] = sf

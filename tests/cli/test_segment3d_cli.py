@@ -264,7 +264,7 @@ def _usage_scene(kind, d, scene_ply):
     ("ok", ["--voxel-size", "0"], "--voxel-size"),
     ("ok", ["--threshold", "1.5"], "threshold"),
     ("ok", ["--classes", "shapes3d"], "not both"),
-    ("ok", ["--distill-steps", "0"], "distill"),  # the preset's mode is ensemble
+    ("ok", ["--distill-steps", "0", "--mode", "ensemble"], "distill"),  # ensemble needs the 3D network
     ("ok", ["--summary", "{tmp}/x.npy", "--features", "{tmp}/x.npy"], "same file"),
 ])
 def test_usage_errors_exit_2(preset, d, scene_ply, tmp_path, kind, args, message):
@@ -313,3 +313,12 @@ def test_help_lists_segment3d_options():
                    "--distill-steps", "--threshold", "--output", "--summary", "--features", "--preset",
                    "--pretrained", "--device"):
         assert option in r.stdout, option
+
+
+def test_distill_steps_0_alone_means_fusion(preset, scene_ply, tmp_path):
+    """No 3D network: --distill-steps 0 without --mode runs fusion instead of failing on the preset's ensemble."""
+    summary = tmp_path / "s.json"
+    r = run(scene_ply, *small(preset, "--labels", "red cube", "--distill-steps", "0", "--summary", summary))
+    assert r.exit_code == 0, r.output
+    assert json.loads(summary.read_text())["mode"] == "fusion"
+    assert "distill 0.0 s" in r.output  # the stage timings on stderr
