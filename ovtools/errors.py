@@ -37,3 +37,10 @@ class UnknownNameError(OvtoolsError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
         return str(self.args[0]) if self.args else ""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """``"<Type>: <first line of the message>"`` of an exception, cut at ``limit`` characters; just the type
+    name when the message is empty (``str(e).splitlines()[0]`` fails on those)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:limit]}" if lines else type(error).__name__

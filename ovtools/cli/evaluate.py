@@ -72,7 +72,7 @@ def _instances(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
     """Detection (box AP) or, for a segmentation pipeline, mask AP + semantic mIoU on a COCO file."""
     from ..datasets.readers import read_coco
     from ..eval import coco_detection_metrics
-    from ..eval.segmentation import ConfusionMatrix, coco_label_map
+    from ..eval.segmentation import ConfusionMatrix, check_segmentations, coco_label_map
     from ..io.images import load_image
     from ..structures import masks_to_rle
 
@@ -88,6 +88,11 @@ def _instances(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
     to_cat = {index[c.casefold()]: cid for c, cid in zip(data.categories, data.category_ids)}
     to_class = {cid: k for k, cid in to_cat.items()}
     segment = pipe.task == "segment"
+    if segment:
+        try:
+            check_segmentations(data.coco, str(ann))
+        except ValueError as e:
+            opt.usage_error(str(e))
     confusion = ConfusionMatrix(len(space.names)) if segment else None
     rng = np.random.default_rng(seed)
     results, errors, absent_ok, absent_n = [], [], 0, 0
@@ -112,7 +117,11 @@ def _instances(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
                         res["segmentation"] = {"size": rle["size"], "counts": rle["counts"]}
                     results.append(res)
             if segment:
-                confusion.update(coco_label_map(data.coco, img_id, to_class, image.original_size), det.label_map())
+                try:
+                    gt = coco_label_map(data.coco, img_id, to_class, image.original_size)
+                except ValueError as e:  # the annotation file's image size is not the image's
+                    opt.usage_error(f"{ann}: {e}")
+                confusion.update(gt, det.label_map())
             if absent:
                 present = {a["category_id"] for a in data.coco.imgToAnns.get(img_id, [])}
                 candidates = [c for c, cid in zip(data.categories, data.category_ids) if cid not in present]

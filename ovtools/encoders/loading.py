@@ -25,7 +25,7 @@ from pathlib import Path
 import open_clip
 import torch
 
-from ..errors import UnknownNameError, WeightsUnavailableError
+from ..errors import UnknownNameError, WeightsUnavailableError, first_line
 from ..resources import checkpoints_dir, model_configs_dir
 
 open_clip.add_model_config(model_configs_dir())
@@ -255,7 +255,7 @@ def load_clip(
             f"or pass a local checkpoint: --model {arch} --pretrained /path/to/open_clip_model.safetensors. "
             "Offline, the shipped evaluation-world model runs: --preset detect-shapes / segment-shapes / "
             "segment3d-shapes (or --model ovtools-shapes --pretrained shapes).\n"
-            f"  cause: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            f"  cause: {first_line(e)}"
         ) from e
     finally:
         logging.getLogger().disabled = was

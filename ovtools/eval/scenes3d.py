@@ -25,19 +25,45 @@ def read_manifest(path: str | Path) -> tuple[Path, dict]:
 
     Raises:
         FileNotFoundError: no manifest.
-        ValueError: a manifest without ``class_names`` or ``scenes``, or a listed file missing.
+        ValueError: not JSON, ``class_names`` not a list of unique strings, ``scenes`` empty or
+            malformed, or a listed file missing (the message names the manifest).
     """
     p = Path(path)
     f = p / "scenes3d.json" if p.is_dir() else p
     if not f.is_file():
         raise FileNotFoundError(f"{path}: no scenes3d.json manifest (write one with `ovtools datagen --kind scenes3d`)")
-    d = json.loads(f.read_text())
+    try:
+        d = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{f}: not a JSON manifest ({e})") from None
     if not isinstance(d, dict) or "class_names" not in d or "scenes" not in d:
         raise ValueError(f"{f}: a scenes3d manifest needs 'class_names' and 'scenes'")
-    for s in d["scenes"]:
+    names = d["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"{f}: 'class_names' must be a non-empty list of non-empty strings")
+    if len({n.casefold() for n in names}) != len(names):
+        raise ValueError(f"{f}: 'class_names' has duplicates")
+    scenes = d["scenes"]
+    if not isinstance(scenes, list) or not scenes:
+        raise ValueError(f"{f}: 'scenes' must be a non-empty list of {{\"file\": ...}} entries")
+    for i, s in enumerate(scenes):
+        if not isinstance(s, dict) or not isinstance(s.get("file"), str):
+            raise ValueError(f"{f}: scenes[{i}] must be a mapping with a 'file' string")
         if not (f.parent / s["file"]).is_file():
             raise ValueError(f"{f}: scene file {s['file']} is missing")
     return f.parent, d
+
+
+def _ground_truth(scene, path: Path, n_classes: int) -> np.ndarray:
+    """int64 (N,) ground-truth class ids of a scene's PLY (checked: integers in [-1, n_classes))."""
+    if "class_id" not in scene.fields:
+        raise ValueError(f"{path}: the PLY has no per-point 'class_id' property")
+    gt = np.asarray(scene.fields["class_id"])
+    if not np.issubdtype(gt.dtype, np.integer):
+        raise ValueError(f"{path}: 'class_id' must be an integer property, got {gt.dtype}")
+    if gt.size and gt.max() >= n_classes:
+        raise ValueError(f"{path}: class_id {int(gt.max())} is out of range for {n_classes} manifest classes")
+    return gt.astype(np.int64)
 
 
 def evaluate_scenes3d(pipe, path: str | Path, modes: tuple[str, ...] = ("fusion", "distill", "ensemble"),
@@ -56,7 +82,8 @@ def evaluate_scenes3d(pipe, path: str | Path, modes: tuple[str, ...] = ("fusion"
         "point_accuracy", ...}}, "seconds_per_scene", "seen_fraction"}``.
 
     Raises:
-        ValueError: a manifest class missing from the pipeline's labels.
+        ValueError: a manifest class missing from the pipeline's labels, or a scene without a valid
+            integer ``class_id`` property.
     """
     folder, man = read_manifest(path)
     names = [n.casefold() for n in pipe.labels]
@@ -69,7 +96,7 @@ def evaluate_scenes3d(pipe, path: str | Path, modes: tuple[str, ...] = ("fusion"
     seen, t0 = [], time.perf_counter()
     for s in scenes:
         scene = pipe.scene(folder / s["file"])
-        gt = np.asarray(scene.fields["class_id"], np.int64)
+        gt = _ground_truth(scene, folder / s["file"], len(man["class_names"]))
         keep = gt >= 0
         gt_space = np.where(keep, to_space[np.clip(gt, 0, None)], -1)
         sf = pipe.features(scene)

@@ -108,3 +108,34 @@ def coco_label_map(coco, image_id: int, category_to_class: dict[int, int], size:
         if c is not None and ann.get("segmentation"):
             out[coco.annToMask(ann).astype(bool)] = c
     return out
+
+
+def check_segmentations(coco, source: str = "annotations") -> None:
+    """Decode every annotation's mask once, so that a malformed file fails before any image is scored.
+
+    Args:
+        coco: a ``pycocotools.coco.COCO``.
+        source: the file name, for messages.
+
+    Raises:
+        ValueError: an annotation without ``segmentation``, one pycocotools cannot decode (bad RLE,
+            polygon with fewer than 3 points, wrong type), or a mask whose size is not its image's;
+            the message names the file, the annotation id and the image id.
+    """
+    from ..errors import first_line
+
+    for ann in coco.dataset.get("annotations", []):
+        where = f"{source}: annotation {ann.get('id')} (image {ann.get('image_id')})"
+        seg = ann.get("segmentation")
+        if not seg:
+            raise ValueError(f"{where} has no segmentation; segmentation needs instance masks (RLE or polygons)")
+        if isinstance(seg, list) and any(not isinstance(p, list) or len(p) < 6 for p in seg):
+            raise ValueError(f"{where}: a polygon needs at least 3 points (6 numbers)")
+        try:
+            m = coco.annToMask(ann)
+        except Exception as e:  # pycocotools raises many types on malformed input
+            raise ValueError(f"{where}: segmentation cannot be decoded ({first_line(e)})") from None
+        info = coco.imgs.get(ann.get("image_id"), {})
+        size = (int(info.get("height", -1)), int(info.get("width", -1)))
+        if m.shape != size:
+            raise ValueError(f"{where}: mask is {m.shape[0]}x{m.shape[1]} pixels, the image entry {size[0]}x{size[1]}")

@@ -286,6 +286,10 @@ class Segment3DHead:
 
         Returns:
             :class:`SceneFeatures` for the scene's M (possibly down-sampled) points.
+
+        Raises:
+            ValueError: no view saw any point (e.g. degenerate coordinates, or RGB-D frames of
+                another scene); the message names the scene and its extent.
         """
         from ..scene3d import FusionView, estimate_point_spacing, fuse_features, train_distill
 
@@ -303,6 +307,11 @@ class Segment3DHead:
         say(f"fusing {n_views} views onto {len(scene.points)} points")
         fused = fuse_features(scene.points, views, depth_tolerance=tol, feature_dim=self.encoder.embed_dim)
         t2 = time.perf_counter()
+        if not bool(fused.seen.any()):
+            lo, hi = scene.points.min(0), scene.points.max(0)
+            raise ValueError(f"{scene.source}: no view saw any point (points span {lo.round(3).tolist()} to "
+                             f"{hi.round(3).tolist()} m" + (")" if scene.rgbd is None else
+                             "; do the RGB-D poses and depth maps belong to this cloud?)"))
         distilled = None
         if cfg.distill_steps > 0 and bool(fused.seen.any()):
             say(f"distilling into the 3D network ({cfg.distill_steps} steps)")

@@ -106,8 +106,10 @@ class Segment3DPipeline(Pipeline):
             return load_scene(scene, voxel_size=cfg.voxel_size, frame_skip=cfg.frame_skip)
         if isinstance(scene, tuple) and len(scene) == 2:
             colors = None if scene[1] is None else np.asarray(scene[1])
-            if colors is not None and np.issubdtype(colors.dtype, np.floating):  # [0, 1] floats, as render_points takes
-                colors = (np.clip(colors, 0, 1) * 255).round().astype(np.uint8)
+            if colors is not None and np.issubdtype(colors.dtype, np.floating):
+                # floats in [0, 1] (as render_points takes them), or 0-255 floats (as the PLY reader detects)
+                scale = 255.0 if colors.size and np.nanmax(colors) <= 1.0 else 1.0
+                colors = np.clip(np.nan_to_num(colors) * scale, 0, 255).round().astype(np.uint8)
             scene = PointCloud(np.asarray(scene[0], np.float32), colors)
         if isinstance(scene, PointCloud):
             n = len(scene.points)

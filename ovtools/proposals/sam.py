@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import UnknownNameError, WeightsUnavailableError
+from ..errors import UnknownNameError, WeightsUnavailableError, first_line
 from . import check_image, register_proposals
 
 if TYPE_CHECKING:
@@ -135,11 +135,12 @@ def load_sam(checkpoint: str | Path | Sam | None = None, model_type: str = "vit_
             f"SAM {model_type} weights are needed but {where}; they cannot be downloaded automatically. "
             f"Download {SAM_CHECKPOINT_URLS[model_type]} and pass its path with sam_checkpoint=... "
             f"(Python) or --sam-checkpoint PATH (CLI), with model_type={model_type!r}")
+    if path.stat().st_size == 0:
+        raise WeightsUnavailableError(f"SAM checkpoint {path} is an empty file (0 bytes)")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and torch readers raise many types
-        raise WeightsUnavailableError(
-            f"SAM checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise WeightsUnavailableError(f"SAM checkpoint {path} cannot be read ({first_line(e)})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

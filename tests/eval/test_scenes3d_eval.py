@@ -159,3 +159,48 @@ def test_output_never_overwrites_the_dataset(world, preset, tmp_path):
             "-o", folder / "scenes3d.json", "-q")
     assert (folder / "scenes3d.json").read_bytes() == before
     assert r.exit_code == 2 and "input" in r.output
+
+
+def _copy_world(world, folder, edit_manifest=None, edit_ply=None):
+    """A copy of the world folder with its manifest (and optionally its first PLY) edited."""
+    from ovtools.io.ply import write_ply
+
+    folder.mkdir()
+    man = json.loads((world / "scenes3d.json").read_text())
+    for s in man["scenes"]:
+        (folder / s["file"]).write_bytes((world / s["file"]).read_bytes())
+    if edit_ply is not None:
+        f = folder / man["scenes"][0]["file"]
+        write_ply(f, edit_ply(read_point_cloud(f)))
+    text = json.dumps(man) if edit_manifest is None else edit_manifest(man)
+    (folder / "scenes3d.json").write_text(text)
+    return folder
+
+
+def _no_class_id(cloud):
+    cloud.fields.pop("class_id")
+    return cloud
+
+
+def _class_id_999(cloud):
+    cloud.fields["class_id"] = np.full(len(cloud.points), 999, np.int32)
+    return cloud
+
+
+@pytest.mark.parametrize("edit_manifest,edit_ply,message", [
+    (lambda m: "{not json", None, "not a JSON manifest"),
+    (lambda m: json.dumps({**m, "scenes": []}), None, "non-empty list"),
+    (lambda m: json.dumps({**m, "scenes": "x.ply"}), None, "non-empty list"),
+    (lambda m: json.dumps({**m, "scenes": [{"index": 0}]}), None, "'file'"),
+    (lambda m: json.dumps({**m, "class_names": [1, 2, 3]}), None, "class_names"),
+    (None, _no_class_id, "no per-point 'class_id'"),
+    (None, _class_id_999, "out of range"),
+])
+def test_malformed_3d_datasets_are_usage_errors(world, preset, tmp_path, edit_manifest, edit_ply, message):
+    """Breaker's findings: each was a KeyError / IndexError / TypeError traceback (exit 1) or NaN mIoU."""
+    folder = _copy_world(world, tmp_path / "w", edit_manifest, edit_ply)
+    out = tmp_path / "m.json"
+    r = run(folder, "--preset", preset, "--pretrained", "shapes", "-o", out)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+    assert not out.exists()

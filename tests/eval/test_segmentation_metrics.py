@@ -290,3 +290,42 @@ def test_eval_task_on_image_folder_is_a_usage_error(tmp_path):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "data" / c / "x.png")
     r = _eval(tmp_path / "data", "--task", "segment")
     assert r.exit_code == 2 and "--task" in r.output
+
+
+def _broken(scenes, tmp_path, edit):
+    d = json.loads(scenes.read_text())
+    edit(d)
+    out = tmp_path / "broken.json"
+    out.write_text(json.dumps(d))
+    return out
+
+
+def _drop_segmentation(d):
+    for a in d["annotations"]:
+        a.pop("segmentation")
+
+
+def _bad_rle(d):
+    d["annotations"][0]["segmentation"] = {"size": [100, 100], "counts": "!!!!"}
+
+
+def _short_polygon(d):
+    d["annotations"][0]["segmentation"] = [[1, 2, 3]]
+
+
+def _wrong_image_size(d):
+    d["images"][0]["height"] = 50
+
+
+@pytest.mark.parametrize("edit,message", [
+    (_drop_segmentation, "has no segmentation"),
+    (_bad_rle, "annotation"),
+    (_short_polygon, "at least 3 points"),
+    (_wrong_image_size, "image"),
+])
+def test_malformed_masks_are_usage_errors(scenes, tmp_path, edit, message):
+    """Breaker's findings: pycocotools raised KeyError / ValueError / IndexError from deep inside (exit 1)."""
+    ann = _broken(scenes, tmp_path, edit)
+    r = _eval(ann, "--image-dir", scenes.parent, "--preset", "segment-shapes", "--no-absent", "-q")
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output

@@ -80,9 +80,9 @@ def count_features(pipe, monkeypatch) -> list:
     calls = []
     real = pipe.head.features
 
-    def wrapped(scene):
+    def wrapped(scene, progress=None):
         calls.append(scene.source)
-        return real(scene)
+        return real(scene, progress)
 
     monkeypatch.setattr(pipe.head, "features", wrapped)
     return calls
@@ -334,3 +334,33 @@ def test_query_relevancy(pipe, scene_ply):
         assert np.isfinite(rel).all() and (rel > 0).all() and (rel <= 1).all(), mode
     with pytest.raises(RuntimeError, match="labels"):
         make(pipe.encoder, classes=None)(scene_ply)
+
+
+def test_no_view_seeing_any_point_is_a_clear_error(encoder, scene3d, tmp_path):
+    """RGB-D frames of one place with a cloud 100 m away: nothing passes the depth test."""
+    from ovtools.io.ply import write_ply
+    from ovtools.scene3d import RGBDFrame, plan_views, render_points, write_rgbd_folder
+
+    cams = plan_views(scene3d.points, n_around=2, elevations=(45.0,), size=(48, 64), top_down=False)
+    frames = []
+    for i, cam in enumerate(cams):
+        r = render_points(scene3d.points, scene3d.colors, cam.K, cam.pose, cam.size)
+        frames.append(RGBDFrame(r.rgb.numpy(), r.depth.numpy(), cam.pose, cam.K, cam.K, str(i)))
+    folder = tmp_path / "scan"
+    write_rgbd_folder(folder, frames)
+    far = scene3d.to_point_cloud()
+    far.points = far.points + np.float32(100.0)
+    write_ply(folder / "scan.ply", far)
+    p = make(encoder, labels="red cube")
+    with pytest.raises(ValueError, match="no view saw any point"):
+        p(folder)
+
+
+def test_float_colours_in_0_255_are_understood(encoder, scene3d):
+    """(points, colors) with 0-255 floats (as many tools write) label like uint8 colours, not as white."""
+    p = make(encoder, labels="red cube, floor")
+    a = p((scene3d.points, scene3d.colors))
+    b = p((scene3d.points, scene3d.colors.astype(np.float32)))
+    c = p((scene3d.points, scene3d.colors.astype(np.float32) / 255))
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+    np.testing.assert_array_equal(a.class_id, c.class_id)

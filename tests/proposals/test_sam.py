@@ -206,3 +206,16 @@ def test_segment_anything_imported_lazily():
     code = "import sys, ovtools.proposals; print('segment_anything' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_empty_checkpoint_is_named(tmp_path):
+    """An empty .pth used to crash the error handler itself (IndexError on an empty message)."""
+    from ovtools.errors import WeightsUnavailableError, first_line
+    from ovtools.proposals.sam import load_sam
+
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsUnavailableError, match="empty file"):
+        load_sam(empty)
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(ValueError("a\nb")) == "ValueError: a"

@@ -54,3 +54,10 @@ def test_errors():
         connected_instances(pts, [0.5, 0, 0], radius=1)
     with pytest.raises(ValueError, match="instance_id"):
         instance_boxes(pts, [0])
+
+
+def test_duplicated_points_cost_no_pairs():
+    """25k copies of one point (merged scans have such duplicates) must not build 3e8 point pairs."""
+    pts = np.concatenate([np.zeros((25_000, 3), np.float32), np.array([[0.01, 0, 0], [5, 5, 5]], np.float32)])
+    ids = connected_instances(pts, np.zeros(len(pts), int), radius=0.03, min_points=2)
+    assert (ids[:-1] == 0).all() and ids[-1] == -1
