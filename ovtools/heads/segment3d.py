@@ -299,7 +299,10 @@ class Segment3DHead:
         say = progress or (lambda message: None)
         t0 = time.perf_counter()
         views = []
-        n_views, view_iter = self._views(scene, spacing)
+        try:
+            n_views, view_iter = self._views(scene, spacing)
+        except ValueError as e:  # degenerate extents (e.g. coordinates ~1e20) fail in view planning
+            raise ValueError(f"{scene.source}: cannot plan views of this cloud ({e})") from None
         for i, (rgb, valid, K, pose, depth) in enumerate(view_iter):
             say(f"2D features of view {i + 1}/{n_views} ({cfg.features})")
             views.append(FusionView(K, pose, depth, self.partition(rgb, valid)))

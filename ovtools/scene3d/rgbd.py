@@ -184,7 +184,7 @@ class RGBDFolder:
 
         Raises:
             IndexError: ``i`` out of range.
-            ValueError: an image cannot be decoded or the depth is not single-channel.
+            ValueError: an image cannot be decoded, or the depth is not a single-channel 16-bit image.
         """
         s = self.names[i]
         try:
@@ -196,6 +196,9 @@ class RGBDFolder:
             raise ValueError(f"{self.folder}: cannot decode frame {s!r}: {e}") from e
         if raw.ndim != 2:
             raise ValueError(f"{self._depths[s]} must be a single-channel depth image, got shape {raw.shape}")
+        if raw.dtype == np.uint8:  # 8 bits cannot hold millimetres: a visualisation, not a depth map
+            raise ValueError(f"{self._depths[s]} is an 8-bit image; depth maps must be 16-bit PNGs of depth x "
+                             f"depth_scale ({self.depth_scale:g} per metre)")
         depth = raw.astype(np.float32) / self.depth_scale
         if self._K_depth_file is not None:
             K_depth = self._K_depth_file

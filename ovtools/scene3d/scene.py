@@ -127,4 +127,7 @@ def load_scene(path: str | Path, *, voxel_size: float | None = None, mesh: str =
     if voxel_size is not None:
         original = cloud.points
         cloud, inverse = voxel_downsample(cloud, voxel_size)
+        if len(cloud.points) < min(100, n):
+            warnings.warn(f"{path}: --voxel-size {voxel_size:g} m leaves {len(cloud.points)} of {n} points; "
+                          "labels will be coarse", stacklevel=2)
     return Scene3DInput(cloud.points, cloud.colors, inverse, rgbd, fields, path, original)

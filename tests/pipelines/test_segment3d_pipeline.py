@@ -364,3 +364,16 @@ def test_float_colours_in_0_255_are_understood(encoder, scene3d):
     c = p((scene3d.points, scene3d.colors.astype(np.float32) / 255))
     np.testing.assert_array_equal(a.class_id, b.class_id)
     np.testing.assert_array_equal(a.class_id, c.class_id)
+
+
+def test_degenerate_extent_names_the_scene_and_huge_voxels_warn(encoder, scene3d, tmp_path):
+    from ovtools.io.ply import write_ply
+
+    huge = scene3d.to_point_cloud()
+    huge.points = (huge.points + np.float32(1e30)).astype(np.float32)  # every point rounds to one value
+    path = write_ply(tmp_path / "huge.ply", huge)
+    with pytest.raises(ValueError, match="huge.ply"):
+        make(encoder, labels="red cube")(path)
+    coarse = make(encoder, labels="red cube", voxel_size=1e9)
+    with pytest.warns(UserWarning, match="leaves 1 of"):
+        coarse.scene(write_ply(tmp_path / "ok.ply", scene3d.to_point_cloud()))

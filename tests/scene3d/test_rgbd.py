@@ -142,3 +142,14 @@ def test_backproject_flat_wall_and_voxel_dedup():
     coarse, _ = backproject_rgbd([f], voxel_size=0.5)
     assert len(coarse) < 60
     assert len(backproject_rgbd([f], voxel_size=0.01, max_depth=1.0)[0]) == 0
+
+
+def test_8_bit_depth_is_refused(tmp_path):
+    """An 8-bit depth PNG (a visualisation) used to be read at the wrong scale without a word."""
+    from PIL import Image
+
+    write_rgbd_folder(tmp_path / "scan", _frames(1), color_format="png")
+    depth = next((tmp_path / "scan" / "depth").glob("*.png"))
+    Image.fromarray(np.full((20, 30), 128, np.uint8)).save(depth)
+    with pytest.raises(ValueError, match="8-bit"):
+        RGBDFolder(tmp_path / "scan")[0]
