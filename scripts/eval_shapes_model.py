@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from ovtools.datasets.export import (
-    NEGATIVE_WORDS,
     SHAPES_TEMPLATES,
     box_iou,
     coco_categories,

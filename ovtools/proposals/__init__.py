@@ -83,6 +83,17 @@ def downscale(image: np.ndarray, max_side: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
+def felzenszwalb_input(image: np.ndarray, max_side: int | None, min_region: int) -> tuple[np.ndarray, int]:
+    """The image Felzenszwalb segments (downscaled to ``max_side``) and its smallest region in pixels
+    (``min_region`` is given for a 192 x 192 image and scaled with the area, at least 4).
+
+    Raises:
+        TypeError / ValueError: ``image`` is not an RGB uint8 (H, W, 3) array.
+    """
+    work = downscale(check_image(image), max_side)
+    return work, max(4, int(round(min_region * work.shape[0] * work.shape[1] / (192.0 * 192.0))))
+
+
 from .regions import RegionMaskProposals  # noqa: E402
 from .segments import SegmentProposals  # noqa: E402
 from .windows import SlidingWindows  # noqa: E402

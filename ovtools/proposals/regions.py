@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import check_image, downscale, register_proposals
+from . import felzenszwalb_input, register_proposals
 from .segments import hierarchical_grouping
 
 
@@ -180,11 +180,8 @@ class RegionMaskProposals:
         """
         from skimage.segmentation import felzenszwalb
 
-        image = check_image(image)
+        work, min_region = felzenszwalb_input(image, self.max_side, self.min_region)
         h, w = image.shape[:2]
-        work = downscale(image, self.max_side)
-        wh, ww = work.shape[:2]
-        min_region = max(4, int(round(self.min_region * wh * ww / (192.0 * 192.0))))
         rng = np.random.default_rng(self.seed)
         masks, ranks = [], []
         for k in self.scales:

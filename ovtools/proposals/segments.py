@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import check_image, downscale, register_proposals
+from . import felzenszwalb_input, register_proposals
 
 _BINS = 25
 
@@ -245,11 +245,9 @@ class SegmentProposals:
         """
         from skimage.segmentation import felzenszwalb
 
-        image = check_image(image)
+        work, min_region = felzenszwalb_input(image, self.max_side, self.min_region)
         h, w = image.shape[:2]
-        work = downscale(image, self.max_side)
         wh, ww = work.shape[:2]
-        min_region = max(4, int(round(self.min_region * wh * ww / (192.0 * 192.0))))
         rng = np.random.default_rng(self.seed)
         all_boxes, all_rank = [], []
         for space in self.color_spaces:
