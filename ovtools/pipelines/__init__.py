@@ -15,4 +15,7 @@ from .presets import available_presets, preset_path
 from .segment import SegmentPipeline
 from .segment3d import Segment3DPipeline
 
-__all__ = ["ClassifyPipeline", "DetectPipeline", "Pipeline", "Segment3DPipeline", "SegmentPipeline", "available_presets", "preset_path"]
+__all__ = [
+    "ClassifyPipeline", "DetectPipeline", "Pipeline", "Segment3DPipeline",
+    "SegmentPipeline", "available_presets", "preset_path",
+]
