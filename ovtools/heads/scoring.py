@@ -122,11 +122,16 @@ def open_set_scores(features: torch.Tensor, emb, logit_scale: float) -> OpenSetS
     class_probs = logits.softmax(-1) if cls.shape[0] else logits
     joint = torch.cat([logits, neg_logits], dim=1)
     joint_probs = joint.softmax(-1) if joint.shape[1] else joint
-    if neg.shape[0]:
-        masked = neg_logits[:, None, :].expand(n, cls.shape[0], neg.shape[0]).masked_fill(~mask[None], float("-inf"))
-        strongest = masked.max(-1).values  # (N, C), -inf where no negative applies
-    else:
-        strongest = torch.full_like(logits, float("-inf"))
+    strongest = torch.full_like(logits, float("-inf"))  # (N, C), -inf where no negative applies
+    if neg.shape[0] and cls.shape[0]:
+        # Classes sharing a negative set share its max: one (N,) max per distinct mask row instead of an
+        # (N, C, K) masked tensor (that tensor dominated labelling a million 3D points).
+        rows, group = torch.unique(mask, dim=0, return_inverse=True)
+        per_row = torch.full((n, rows.shape[0]), float("-inf"))
+        for u in range(rows.shape[0]):
+            if bool(rows[u].any()):
+                per_row[:, u] = neg_logits[:, rows[u]].max(dim=1).values
+        strongest = per_row[:, group]
     relevancy = torch.sigmoid(logits - strongest)  # min_k pairwise softmax = sigmoid(l_c - max_k n_k)
     beats = logits > strongest
     return OpenSetScores(logits, neg_logits, class_probs, joint_probs, relevancy, beats, class_probs * relevancy)

@@ -88,3 +88,27 @@ def test_bad_inputs_raise():
         open_set_scores([[0.0] * 6], emb, 10.0)
     with pytest.raises(ValueError, match="logit_scale"):
         open_set_scores(torch.randn(3, 6), emb, 0.0)
+
+
+def test_relevancy_equals_the_brute_force_masked_max():
+    """The per-mask-row grouping gives exactly min_k sigmoid(l_c - n_k) over each class's own negatives."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ovtools.heads.scoring import open_set_scores
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.nn.functional.normalize(torch.randn(50, 16, generator=g), dim=1)
+    cls = torch.nn.functional.normalize(torch.randn(7, 16, generator=g), dim=1)
+    neg = torch.nn.functional.normalize(torch.randn(5, 16, generator=g), dim=1)
+    mask = torch.rand(7, 5, generator=g) > 0.5
+    mask[0] = False                  # a class with no negative: relevancy 1
+    mask[1] = mask[2] = True         # two classes sharing one row
+    s = open_set_scores(f, SimpleNamespace(classes=cls, negatives=neg, negative_mask=mask), 50.0)
+    logits, nl = 50.0 * f @ cls.T, 50.0 * f @ neg.T
+    for c in range(7):
+        ks = mask[c].nonzero().flatten().tolist()
+        want = torch.ones(50) if not ks else torch.stack([torch.sigmoid(logits[:, c] - nl[:, k]) for k in ks]).min(0).values
+        torch.testing.assert_close(s.relevancy[:, c], want)
+        assert torch.equal(s.beats_negatives[:, c], want > 0.5)
