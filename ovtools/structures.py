@@ -160,15 +160,21 @@ def masks_to_rle(masks: np.ndarray) -> list[dict]:
             for r, a in zip(rles, areas)]
 
 
-def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
-    """Tight boxes of bool masks (N, H, W) → float32 (N, 4) xyxy pixels (``x_max`` = last column + 1);
-    an empty mask gives ``[0, 0, 0, 0]``."""
+def boxes_from_masks(masks) -> np.ndarray:
+    """Tight boxes of bool masks (N, H, W) (numpy or a CPU tensor) → float32 (N, 4) xyxy pixels
+    (``x_max`` = last column + 1); an empty mask gives ``[0, 0, 0, 0]``."""
     masks = np.asarray(masks, bool)
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
-        if len(ys):
-            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    n, h, w = masks.shape
+    out = np.zeros((n, 4), np.float32)
+    if n == 0:
+        return out
+    rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
+    found = rows.any(1)
+    out[:, 0] = cols.argmax(1)
+    out[:, 1] = rows.argmax(1)
+    out[:, 2] = w - cols[:, ::-1].argmax(1)
+    out[:, 3] = h - rows[:, ::-1].argmax(1)
+    out[~found] = 0
     return out
 
 

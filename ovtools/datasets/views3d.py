@@ -123,7 +123,7 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     from torchvision.ops import roi_align
 
     from ..heads.detect import square_context_boxes
-    from ..heads.mask_features import mask_boxes
+    from ..structures import boxes_from_masks
 
     img = torch.as_tensor(np.asarray(image))
     m = torch.as_tensor(np.asarray(masks)).bool()
@@ -138,7 +138,7 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     xn = (img.permute(2, 0, 1)[None].float() / 255.0 - mean) / std
-    rois = square_context_boxes(mask_boxes(m), padding)
+    rois = square_context_boxes(torch.from_numpy(boxes_from_masks(m)), padding)
     crops = roi_align(xn, [rois], output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
     idx = torch.arange(len(rois), dtype=rois.dtype)[:, None]
     soft = roi_align(m[:, None].float(), torch.cat([idx, rois], 1), output_size=size, spatial_scale=1.0,

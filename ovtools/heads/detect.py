@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, roi_align
 
 from ..io.images import LoadedImage
+from ..proposals.regions import greedy_keep
 from ..structures import Detections, boxes_from_masks
 from . import register_head
 from .frame import check_field_types, processing_frame, resize_float
@@ -362,13 +363,7 @@ class DetectHead:
         cand, conf = boxes[bi], s.confidence[bi, ci]
         keep = batched_nms(cand, conf, ci, cfg.nms_iou)  # sorted by decreasing score
         if cfg.class_agnostic_iou is not None and len(keep) > 1:
-            iou = box_iou(cand[keep], cand[keep])
-            over = torch.triu(iou > cfg.class_agnostic_iou, diagonal=1)
-            suppressed = torch.zeros(len(keep), dtype=torch.bool)
-            for i in range(len(keep)):  # greedy, in score order; at most max_proposals steps
-                if not suppressed[i]:
-                    suppressed |= over[i]
-            keep = keep[~suppressed]
+            keep = keep[greedy_keep(box_iou(cand[keep], cand[keep]) > cfg.class_agnostic_iou)]  # in score order
         if cfg.contained_fraction is not None and len(keep) > 0:
             kb, kc, kl = cand[keep], conf[keep], ci[keep]
             inside = _contained(kb, kb, kc, cfg.contained_fraction)

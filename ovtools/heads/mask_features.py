@@ -27,28 +27,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from ..structures import boxes_from_masks
 from .detect import square_context_boxes
 from .frame import resize_float
 
 SCORINGS = ("crop", "dense", "fusion")
 MASK_FILLS = ("mean", "blur", "none")
-
-
-def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """float32 (N, 4) tight xyxy pixel boxes of bool masks (N, H, W) (``x_max`` exclusive); empty → zeros."""
-    n = masks.shape[0]
-    if n == 0:
-        return torch.zeros(0, 4)
-    rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
-    h, w = masks.shape[1:]
-    ar_h, ar_w = torch.arange(h), torch.arange(w)
-    y0 = torch.where(rows, ar_h, h).min(1).values
-    y1 = torch.where(rows, ar_h + 1, 0).max(1).values
-    x0 = torch.where(cols, ar_w, w).min(1).values
-    x1 = torch.where(cols, ar_w + 1, 0).max(1).values
-    b = torch.stack([x0, y0, x1, y1], 1).float()
-    b[~rows.any(1)] = 0
-    return b
 
 
 class MaskFeatures:
@@ -105,7 +89,8 @@ class MaskFeatures:
         if self.mask_fill == "blur":
             k = max(3, (max(x.shape[-2:]) // 16) | 1)
             fill = enc.normalize(_box_blur(x, k)).float().to(enc.device)
-        rois = square_context_boxes(mask_boxes(masks), self.context_padding).to(enc.device)
+        rois = square_context_boxes(torch.from_numpy(boxes_from_masks(masks.cpu())), self.context_padding)
+        rois = rois.to(enc.device)
         mf = masks[:, None].float().to(enc.device)
         size = enc.image_size
         out = []

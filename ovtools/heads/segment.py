@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..io.images import LoadedImage
-from ..proposals.regions import mask_iou, resize_masks
+from ..proposals.regions import greedy_keep, mask_iou, resize_masks
 from ..structures import Detections, boxes_from_masks
 from . import register_head
 from .frame import check_field_types, processing_frame
@@ -136,14 +136,8 @@ def mask_nms(masks: torch.Tensor, scores: torch.Tensor, class_id: torch.Tensor, 
     order = scores.argsort(descending=True)
     if len(order) == 0:
         return order
-    ious = mask_iou(masks[order], masks[order])
     same = class_id[order][:, None] == class_id[order][None, :]
-    over = torch.triu((ious > iou) & same, diagonal=1)
-    removed = torch.zeros(len(order), dtype=torch.bool)
-    for i in range(len(order)):
-        if not removed[i]:
-            removed |= over[i]
-    return order[~removed]
+    return order[greedy_keep((mask_iou(masks[order], masks[order]) > iou) & same)]
 
 
 @register_head("segment")

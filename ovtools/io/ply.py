@@ -122,6 +122,16 @@ def _colours_from(vertex) -> np.ndarray | None:
             break
     else:
         return None
+    return colors_to_uint8(c)
+
+
+def colors_to_uint8(c: np.ndarray) -> np.ndarray:
+    """RGB colours (N, 3) of any numeric type → uint8 [0, 255]: uint8 as is, uint16 (or integers above 255)
+    divided by 257, other integers clipped, floats ×255 when their maximum is <= 1 (else taken as 0-255);
+    NaN/inf → 0."""
+    c = np.asarray(c)
+    if c.dtype == np.bool_ or not np.issubdtype(c.dtype, np.number) or np.iscomplexobj(c):
+        raise ValueError(f"colours must be numeric RGB values, got dtype {c.dtype}")
     if c.dtype == np.uint8:
         return c.copy()
     if np.issubdtype(c.dtype, np.integer):

@@ -96,8 +96,8 @@ class Segment3DPipeline(Pipeline):
             FileNotFoundError, PointCloudError, ValueError: see :func:`~ovtools.scene3d.scene.load_scene`.
             TypeError: an unsupported object.
         """
-        from ..io.ply import PointCloud, voxel_downsample
-        from ..scene3d.scene import Scene3DInput, load_scene
+        from ..io.ply import PointCloud, colors_to_uint8
+        from ..scene3d.scene import Scene3DInput, load_scene, scene_from_cloud
 
         cfg = self.config
         if isinstance(scene, Scene3DInput):
@@ -105,20 +105,11 @@ class Segment3DPipeline(Pipeline):
         if isinstance(scene, (str, Path)):
             return load_scene(scene, voxel_size=cfg.voxel_size, frame_skip=cfg.frame_skip)
         if isinstance(scene, tuple) and len(scene) == 2:
-            colors = None if scene[1] is None else np.asarray(scene[1])
-            if colors is not None and np.issubdtype(colors.dtype, np.floating):
-                # floats in [0, 1] (as render_points takes them), or 0-255 floats (as the PLY reader detects)
-                scale = 255.0 if colors.size and np.nanmax(colors) <= 1.0 else 1.0
-                colors = np.clip(np.nan_to_num(colors) * scale, 0, 255).round().astype(np.uint8)
+            # floats in [0, 1] (as render_points takes them) or 0-255, as the PLY reader understands them
+            colors = None if scene[1] is None else colors_to_uint8(scene[1])
             scene = PointCloud(np.asarray(scene[0], np.float32), colors)
         if isinstance(scene, PointCloud):
-            n = len(scene.points)
-            inverse = np.arange(n, dtype=np.int64)
-            original = None
-            if cfg.voxel_size is not None:
-                original = scene.points
-                scene, inverse = voxel_downsample(scene, cfg.voxel_size)
-            return Scene3DInput(scene.points, scene.colors, inverse, None, {}, Path("<array>"), original)
+            return scene_from_cloud(scene, Path("<array>"), cfg.voxel_size)
         raise TypeError(f"scene must be a path, PointCloud, (points, colors) or Scene3DInput, "
                         f"got {type(scene).__name__}")
 

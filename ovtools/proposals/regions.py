@@ -70,6 +70,24 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-6), torch.zeros_like(inter))
 
 
+def greedy_keep(over: torch.Tensor) -> torch.Tensor:
+    """Greedy suppression in priority order: item i survives unless a surviving earlier item suppresses it.
+
+    Args:
+        over: bool (N, N), ``over[i, j]`` = item i (earlier, higher priority) suppresses item j; only the
+            upper triangle (j > i) is read.
+
+    Returns:
+        bool (N,) survivors.  Shared by mask de-duplication, mask NMS and cross-label box suppression.
+    """
+    over = torch.triu(over, diagonal=1)
+    removed = torch.zeros(over.shape[0], dtype=torch.bool)
+    for i in range(over.shape[0]):  # N steps of an (N,) "or"
+        if not removed[i]:
+            removed |= over[i]
+    return ~removed
+
+
 def dedup_masks(masks: torch.Tensor, iou: float, grid: int = 64) -> torch.Tensor:
     """Indices of masks kept after greedy de-duplication, in priority order (earlier wins).
 
@@ -87,13 +105,7 @@ def dedup_masks(masks: torch.Tensor, iou: float, grid: int = 64) -> torch.Tensor
         return torch.zeros(0, dtype=torch.long)
     f = min(1.0, grid / max(h, w))
     small = F.adaptive_avg_pool2d(masks[:, None].float(), (max(1, round(h * f)), max(1, round(w * f))))[:, 0]
-    ious = mask_iou(small, small)
-    keep = torch.ones(n, dtype=torch.bool)
-    for i in range(n):
-        if keep[i]:
-            later = ious[i, i + 1 :] > iou
-            keep[i + 1 :] &= ~later
-    return keep.nonzero(as_tuple=True)[0]
+    return greedy_keep(mask_iou(small, small) > iou).nonzero(as_tuple=True)[0]
 
 
 @register_proposals("regions")

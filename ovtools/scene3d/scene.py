@@ -93,7 +93,7 @@ def load_scene(path: str | Path, *, voxel_size: float | None = None, mesh: str =
         UserWarning: the cloud has no colours (features then come from geometry alone), or
             points with invalid coordinates were dropped.
     """
-    from ..io.ply import read_point_cloud, voxel_downsample
+    from ..io.ply import read_point_cloud
 
     path = Path(path)
     if voxel_size is not None and not voxel_size > 0:
@@ -120,6 +120,18 @@ def load_scene(path: str | Path, *, voxel_size: float | None = None, mesh: str =
     if cloud.colors is None:
         warnings.warn(f"{path}: the point cloud has no colours; rendered views are grey and labels rely on "
                       "geometry" + (" and the RGB-D frames" if rgbd is not None else ""), stacklevel=2)
+    return scene_from_cloud(cloud, path, voxel_size, rgbd)
+
+
+def scene_from_cloud(cloud, source: Path, voxel_size: float | None = None, rgbd=None) -> Scene3DInput:
+    """A :class:`Scene3DInput` from a :class:`~ovtools.io.ply.PointCloud`, voxel down-sampled when
+    ``voxel_size`` (metres) is given; its fields stay per input point.
+
+    Warns:
+        UserWarning: down-sampling left fewer than 100 points (and fewer than the input had).
+    """
+    from ..io.ply import voxel_downsample
+
     n = len(cloud.points)
     inverse = np.arange(n, dtype=np.int64)
     fields = dict(cloud.fields)
@@ -128,6 +140,6 @@ def load_scene(path: str | Path, *, voxel_size: float | None = None, mesh: str =
         original = cloud.points
         cloud, inverse = voxel_downsample(cloud, voxel_size)
         if len(cloud.points) < min(100, n):
-            warnings.warn(f"{path}: --voxel-size {voxel_size:g} m leaves {len(cloud.points)} of {n} points; "
-                          "labels will be coarse", stacklevel=2)
-    return Scene3DInput(cloud.points, cloud.colors, inverse, rgbd, fields, path, original)
+            warnings.warn(f"{source}: --voxel-size {voxel_size:g} m leaves {len(cloud.points)} of {n} points; "
+                          "labels will be coarse", stacklevel=3)
+    return Scene3DInput(cloud.points, cloud.colors, inverse, rgbd, fields, Path(source), original)
