@@ -187,9 +187,9 @@ def _write_outputs(pipe, scene, sf, query, output, summary, save_features, input
     if save_features is not None:
         import io
 
-        emb = pipe.embeddings.classes if pipe.labels else sf.fused.new_zeros((0, sf.fused.shape[1]))
-        feats = sf.fused if pipe.config.mode == "fusion" or sf.distilled is None or len(emb) == 0 else \
-            sf.select(pipe.config.mode, emb, pipe.encoder.logit_scale)
+        # the features that were labelled (the ensemble picks against the class embeddings)
+        feats = sf.select(pipe.config.mode, pipe.embeddings.classes, pipe.encoder.logit_scale) if pipe.labels \
+            else sf.fused
         buf = io.BytesIO()
         np.save(buf, feats.cpu().numpy().astype(np.float16)[scene.inverse])
         atomic_write_bytes(save_features, buf.getvalue(), inputs)

@@ -344,9 +344,7 @@ class DetectHead:
         cfg, enc = self.config, self.encoder
         names = list(emb.names)
         (h, w), (oh, ow) = frame_size, original_size
-        empty = Detections.empty(names, (oh, ow))
-        empty.data["logits"] = np.zeros((0, len(names)), np.float32)
-        empty.data["relevancy"] = np.zeros(0, np.float32)
+        empty = empty_detections(names, (oh, ow))
         if emb.classes.shape[0] == 0 or len(boxes) == 0:
             return empty
         boxes = boxes.float().cpu()
@@ -385,6 +383,17 @@ class DetectHead:
             data={"logits": s.logits[bi].numpy(), "relevancy": s.relevancy[bi, ci].numpy()},
             image_size=(oh, ow),
         )
+
+
+def empty_detections(names: list[str], size: tuple[int, int], masks: bool = False) -> Detections:
+    """No detections, with the per-detection arrays every head reports (``logits`` (0, C), ``relevancy``
+    (0,)) and, with ``masks``, a (0, H, W) mask array."""
+    det = Detections.empty(names, tuple(size))
+    if masks:
+        det.mask = np.zeros((0, *size), bool)
+    det.data["logits"] = np.zeros((0, len(names)), np.float32)
+    det.data["relevancy"] = np.zeros(0, np.float32)
+    return det
 
 
 def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tensor, fraction: float,

@@ -34,6 +34,7 @@ from ..io.images import LoadedImage
 from ..proposals.regions import greedy_keep, mask_iou, resize_masks
 from ..structures import Detections, boxes_from_masks
 from . import register_head
+from .detect import empty_detections
 from .frame import check_field_types, processing_frame
 from .mask_features import MASK_FILLS, SCORINGS, MaskFeatures
 from .scoring import open_set_scores
@@ -246,14 +247,14 @@ class SegmentHead:
         cfg = self.config
         names = list(emb.names) if names is None else names
         if len(masks) == 0 or emb.classes.shape[0] == 0:
-            return _empty(names, original_size)
+            return empty_detections(names, original_size, masks=True)
         s = open_set_scores(feats, emb, self.encoder.logit_scale)
         best = s.confidence.argmax(dim=1)
         idx = torch.arange(len(best))
         ok = s.reportable(cfg.score_threshold)[idx, best]
         mi, ci = ok.nonzero(as_tuple=True)[0], best[ok]
         if len(mi) == 0:
-            return _empty(names, original_size)
+            return empty_detections(names, original_size, masks=True)
         conf = s.confidence[mi, ci]
         keep = mask_nms(masks[mi], conf, ci, cfg.nms_iou)[: cfg.max_detections]
         mi, ci = mi[keep], ci[keep]
@@ -266,7 +267,7 @@ class SegmentHead:
         det = self.detector(frame.pixels, emb)  # boxes in processing-frame pixels
         h, w = frame.size
         if len(det) == 0:
-            return _empty(list(emb.names), frame.original_size)
+            return empty_detections(list(emb.names), frame.original_size, masks=True)
         masks = torch.as_tensor(self.box_segmenter(frame.pixels, det.xyxy))
         full = resize_masks(masks, frame.original_size)
         oh, ow = frame.original_size
@@ -276,11 +277,3 @@ class SegmentHead:
         tight[empty] = boxes[empty]  # SAM found nothing in a box: keep the detector's box
         return Detections(tight, det.confidence, det.class_id, det.class_names, mask=full, data=dict(det.data),
                           image_size=tuple(frame.original_size))
-
-
-def _empty(names: list[str], size: tuple[int, int]) -> Detections:
-    det = Detections.empty(names, tuple(size))
-    det.mask = np.zeros((0, *size), bool)
-    det.data["logits"] = np.zeros((0, len(names)), np.float32)
-    det.data["relevancy"] = np.zeros(0, np.float32)
-    return det

@@ -316,7 +316,7 @@ class Segment3DHead:
                              f"{hi.round(3).tolist()} m" + (")" if scene.rgbd is None else
                              "; do the RGB-D poses and depth maps belong to this cloud?)"))
         distilled = None
-        if cfg.distill_steps > 0 and bool(fused.seen.any()):
+        if cfg.distill_steps > 0:
             say(f"distilling into the 3D network ({cfg.distill_steps} steps)")
             model = train_distill(scene.points, scene.colors, fused.features, fused.seen, steps=cfg.distill_steps,
                                   batch=cfg.distill_batch, seed=cfg.seed)
