@@ -13,10 +13,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..config import Config, setting
 from ..io.images import LoadedImage
 from ..structures import Classifications
-from . import register_head
+from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
+
+
+@dataclass(frozen=True)
+class ClassifyConfig(Config):
+    """Settings of :class:`ClassifyHead`; each is also a preset key, a pipeline keyword and a ``classify`` option.
+
+    Raises:
+        TypeError / ValueError: on construction, for a value of the wrong type or out of range.
+    """
+
+    top_k: int = setting(5, "Labels reported per image, best first (clipped to the number of classes).",
+                         minimum=1, short="-k")
+    reject: bool = setting(
+        False, "Report 'none of these' when the best label does not beat its negatives (generic phrases such as "
+        "'object', 'texture', and the class space's own).")
+    batch_size: int = setting(32, "Images per encoder forward pass.", minimum=1, short="-b")
 
 
 def _as_arrays(images) -> list[np.ndarray]:
@@ -32,20 +52,19 @@ def _as_arrays(images) -> list[np.ndarray]:
     return out
 
 
-@register_head("classify")
 class ClassifyHead:
     """Zero-shot top-k classification (CLIP §3.1.2) with optional "none of these".
 
     Args:
         encoder: a :class:`~ovtools.encoders.CLIPEncoder`.
-        top_k: number of classes returned per image (clipped to the class count).
-        reject: if ``True``, an image whose top class does not beat all of its
-            applicable negatives gets ``rejected=True`` (its top-k ids are kept, so
-            the runner-up labels stay inspectable; ``top1()`` gives ``None``).
-        batch_size: images per forward pass.
+        config: :class:`ClassifyConfig` (``top_k``, ``reject``, ``batch_size``); ``None`` → defaults.
+            With ``reject``, an image whose top class does not beat all of its applicable
+            negatives gets ``rejected=True`` (its top-k ids are kept, so the runner-up labels
+            stay inspectable; ``top1()`` gives ``None``).
+        **overrides: fields of :class:`ClassifyConfig` replacing those of ``config``.
 
     Raises:
-        ValueError: ``top_k < 1`` or ``batch_size < 1``.
+        TypeError / ValueError: an invalid setting (e.g. ``top_k < 1``).
 
     Example:
         >>> head = ClassifyHead(encoder, top_k=3, reject=True)          # doctest: +SKIP
@@ -53,13 +72,12 @@ class ClassifyHead:
         ['dog']
     """
 
-    def __init__(self, encoder, top_k: int = 5, reject: bool = False, batch_size: int = 64) -> None:
-        if top_k < 1 or batch_size < 1:
-            raise ValueError(f"top_k and batch_size must be >= 1, got {top_k}, {batch_size}")
-        self.encoder = encoder
-        self.top_k = int(top_k)
-        self.reject = bool(reject)
-        self.batch_size = int(batch_size)
+    def __init__(self, encoder, config: ClassifyConfig | None = None, **overrides: Any) -> None:
+        config = config or ClassifyConfig()
+        if overrides:
+            config = replace(config, **overrides)
+        self.encoder, self.config = encoder, config
+        self.top_k, self.reject, self.batch_size = config.top_k, config.reject, config.batch_size
 
     def __call__(self, images, emb) -> Classifications:
         """Classify one image or a batch.
@@ -106,3 +124,8 @@ class ClassifyHead:
         else:
             rejected = ~s.beats_negatives.gather(1, idx[:, :1]).squeeze(1)
         return Classifications(idx.numpy(), conf.numpy(), names, s.logits.numpy(), rejected.numpy())
+
+
+SPEC = register_head(HeadSpec(
+    "classify", ClassifyConfig, ClassifyHead, Classifications,
+    "Classify images zero-shot against labels in plain language or a class space."))

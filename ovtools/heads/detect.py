@@ -33,19 +33,20 @@ Pipeline of :class:`DetectHead` for one image:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, roi_align
 
+from ..config import Config, setting
 from ..io.images import LoadedImage
 from ..proposals.regions import greedy_keep
 from ..structures import Detections, boxes_from_masks
-from . import register_head
-from .frame import check_field_types, processing_frame, resize_float
+from .frame import processing_frame, resize_float
+from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
 
@@ -53,116 +54,66 @@ CONTAINED_MARGIN = 0.1  # a containing detection may be this much less confident
 
 
 @dataclass(frozen=True)
-class DetectConfig:
-    """Settings of :class:`DetectHead` (a preset sets these).
-
-    Attributes:
-        proposals: name of a registered proposal source (``"segments"``, ``"windows"``,
-            ``"hybrid"``; see :func:`ovtools.proposals.available_proposals`); a mask source
-            (``"regions"``, ``"sam"``) gives the tight boxes of its masks.
-        proposal_options: keyword options of that source, e.g.
-            ``{"scales": (0.15, 0.25, 0.4), "overlap": 0.75}`` for ``"windows"``.
-        max_proposals: at most this many proposals are scored (the source's first ones,
-            which are its best-ranked); bounds the cost of ``"crop"`` scoring.
-        scoring: ``"crop"`` (encode a crop per box; accurate, one forward pass per box)
-            or ``"dense"`` (one dense forward pass per image, pool per box; fast).
-        score_threshold: smallest ``confidence`` reported, in [0, 1].  ``confidence`` =
-            softmax probability of the label among the labels × LERF relevancy against
-            the label's negatives (see :mod:`ovtools.heads.scoring`); a label must also
-            beat every applicable negative, whatever this threshold.
-        nms_iou: per-class NMS IoU threshold: of two same-label boxes overlapping by more
-            than this, the lower-scoring one is removed.
-        class_agnostic_iou: if set, after per-class NMS a detection overlapping a
-            higher-scoring detection of *another* label by more than this IoU is removed
-            (one object, one label).  ``None`` disables it.
-        contained_fraction: if set, a detection whose box lies at least this fraction (of its
-            own area) inside the box of a *larger* kept detection with the same label and a
-            confidence at most 0.1 lower is removed as a part of that object (crops of object
-            parts look like the object to CLIP).
-            ``None`` disables it.
-        negatives_absorb_parts: with ``contained_fraction`` set, a proposal won by one of a
-            class's *own* negatives (a named confusable thing, e.g. "blue cross" for
-            "blue square"; not the generic canonical or space-level phrases) also absorbs the
-            detections lying inside it: the arm of a cross is not reported as a square
-            when only "blue square" is asked for.  The proposal's negative score is
-            ``sigmoid(s_neg - s_label)`` for the best own negative and best label logits.
-        contained_any_label: apply ``contained_fraction`` whatever the larger detection's label
-            (for scenes where objects do not contain other objects, e.g. the generated world);
-            leave ``False`` for photographs (a cup inside a person's box must survive).
-        max_detections: at most this many detections are returned (highest confidence first).
-        multi_label: if ``False`` each box is assigned only its most confident label; if
-            ``True`` every reportable label of a box becomes a detection.
-        context_padding: ``"crop"`` only: each side of a box is extended by this fraction
-            of the box's longer side before the box is made square (0.3 → the object fills
-            1 / 1.6 of the crop).
-        crop_batch_size: ``"crop"`` only: crops per roi_align + forward pass.
-        dense_side: ``"dense"`` only: longer side in pixels of the dense pass's input (rounded
-            to a multiple of the patch size); ``None`` keeps the processing frame's size.
-        dense_pool: ``"dense"`` only: ``"roi_align"`` (bilinear 2×2 bins averaged) or
-            ``"mean"`` (mean over every patch cell the box overlaps).
-        min_box_size: proposals with a side shorter than this many processing-frame pixels
-            are dropped.
-        max_side: the image is downscaled so its longer side is at most this many pixels
-            before proposals and scoring (``None``: never).  Boxes are still reported in
-            the original image's pixels.
+class DetectConfig(Config):
+    """Settings of :class:`DetectHead`; each is also a preset key, a pipeline keyword and a ``detect`` option.
 
     Raises:
-        ValueError: on construction, for an unknown ``scoring`` / ``dense_pool`` or an
-            out-of-range number.
+        TypeError / ValueError: on construction, for a value of the wrong type, an unknown choice or an
+            out-of-range number (the message names the field).
     """
 
-    proposals: str = "segments"
-    proposal_options: Mapping[str, Any] = field(default_factory=dict)
-    max_proposals: int = 500
-    scoring: str = "crop"
-    score_threshold: float = 0.5
-    nms_iou: float = 0.5
-    class_agnostic_iou: float | None = 0.5
-    contained_fraction: float | None = 0.6
-    contained_any_label: bool = False
-    negatives_absorb_parts: bool = True
-    max_detections: int = 100
-    multi_label: bool = False
-    context_padding: float = 0.3
-    crop_batch_size: int = 64
-    dense_side: int | None = None
-    dense_pool: str = "roi_align"
-    min_box_size: float = 6.0
-    max_side: int | None = 640
-
-    def __post_init__(self) -> None:
-        check_field_types(self, _KINDS)
-        if self.scoring not in ("crop", "dense"):
-            raise ValueError(f"scoring must be 'crop' or 'dense', got {self.scoring!r}")
-        if self.dense_pool not in ("roi_align", "mean"):
-            raise ValueError(f"dense_pool must be 'roi_align' or 'mean', got {self.dense_pool!r}")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
-        for name in ("nms_iou", "class_agnostic_iou", "contained_fraction"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 < v <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {v}")
-        for name in ("max_proposals", "max_detections", "crop_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.context_padding <= 2.0:
-            raise ValueError(f"context_padding must be in [0, 2], got {self.context_padding}")
-        if self.min_box_size < 0:
-            raise ValueError(f"min_box_size must be >= 0 pixels, got {self.min_box_size}")
-        if self.max_side is not None and self.max_side < 16:
-            raise ValueError(f"max_side must be >= 16 pixels or None, got {self.max_side}")
-        if self.dense_side is not None and self.dense_side < 1:
-            raise ValueError(f"dense_side must be >= 1 pixel or None, got {self.dense_side}")
-
-
-_KINDS = {  # field → (accepted types, may be None)
-    "proposals": (str, False), "proposal_options": (Mapping, False), "max_proposals": (int, False),
-    "scoring": (str, False), "score_threshold": (float, False), "nms_iou": (float, False),
-    "class_agnostic_iou": (float, True), "contained_fraction": (float, True), "contained_any_label": (bool, False),
-    "negatives_absorb_parts": (bool, False), "max_detections": (int, False), "multi_label": (bool, False),
-    "context_padding": (float, False), "crop_batch_size": (int, False), "dense_side": (int, True),
-    "dense_pool": (str, False), "min_box_size": (float, False), "max_side": (int, True),
-}
+    proposals: str = setting(
+        "segments", "Box proposal source: segments (colour-coherent regions), windows (multi-scale sliding "
+        "windows), hybrid (both), or a mask source (regions, sam) giving its masks' tight boxes; "
+        "see ovtools.proposals.available_proposals().")
+    proposal_options: Mapping[str, Any] = setting(
+        default_factory=dict, help="Keyword options of the proposal source, e.g. {scales: [0.15, 0.25], overlap: "
+        "0.75} for windows.", cli=False)
+    max_proposals: int = setting(
+        500, "At most this many proposals are scored (the source's best-ranked first); bounds the cost of crop "
+        "scoring.", minimum=1)
+    scoring: Literal["crop", "dense"] = setting(
+        "crop", "Region scoring. crop: encode a context crop per proposal (R-CNN-style, ViLD-image teacher, Gu et "
+        "al. 2022 §3.2; accurate); dense: one MaskCLIP dense pass per image (Zhou et al. 2022 §3.2), pooled per "
+        "box (fast).")
+    score_threshold: float = setting(
+        0.5, "Smallest confidence reported, in [0, 1]; confidence = label probability x LERF relevancy against "
+        "the label's negatives, and a label must also beat every negative.", minimum=0.0, maximum=1.0,
+        flag="--threshold")
+    nms_iou: float = setting(
+        0.5, "Per-class NMS IoU: of two same-label boxes overlapping more than this, the weaker is removed.",
+        minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    class_agnostic_iou: float | None = setting(
+        0.5, "Cross-label suppression IoU: a detection overlapping a stronger one of another label more than "
+        "this is removed (one object, one label); null = off.", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    contained_fraction: float | None = setting(
+        0.6, "A detection lying at least this fraction inside a larger kept detection of the same label, at most "
+        "0.1 more confident, is removed as a part of it; null = off.", minimum=0.0, maximum=1.0,
+        exclusive_minimum=True)
+    contained_any_label: bool = setting(
+        False, "Apply contained-fraction whatever the larger detection's label (scenes where objects never "
+        "contain other objects); off for photographs.")
+    negatives_absorb_parts: bool = setting(
+        True, "A proposal won by one of a class's own negatives ('blue cross' for 'blue square') also absorbs "
+        "the detections inside it (needs contained-fraction).")
+    max_detections: int = setting(100, "At most this many detections per image, most confident first.", minimum=1)
+    multi_label: bool = setting(
+        False, "Report every label of a box that reaches the threshold, not only its most confident one.")
+    context_padding: float = setting(
+        0.3, "Crop scoring: each side of a box grows by this fraction of its longer side before it is made "
+        "square (0.3: the object fills 1/1.6 of the crop).", minimum=0.0, maximum=2.0)
+    crop_batch_size: int = setting(64, "Crop scoring: crops per roi_align + forward pass.", minimum=1)
+    dense_side: int | None = setting(
+        None, "Dense scoring: longer side in pixels of the dense pass input (a multiple of the patch size); "
+        "null = the processing size.", minimum=1)
+    dense_pool: Literal["roi_align", "mean"] = setting(
+        "roi_align", "Dense scoring: pool patch features per box by roi_align (bilinear 2x2 bins) or the mean "
+        "of the cells the box overlaps.")
+    min_box_size: float = setting(
+        6.0, "Proposals with a side shorter than this many processing-frame pixels are dropped.", minimum=0.0)
+    max_side: int | None = setting(
+        640, "The image is downscaled so its longer side is at most this many pixels before proposals and "
+        "scoring (null: never); boxes are still reported in original-image pixels.", minimum=16)
 
 
 def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:
@@ -183,7 +134,6 @@ def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:
     return torch.cat([c - half, c + half], dim=1)
 
 
-@register_head("detect")
 class DetectHead:
     """Open-vocabulary detector over a shared CLIP encoder.
 
@@ -423,3 +373,8 @@ def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.
     score = torch.sigmoid(best)
     sel = torch.isfinite(best) & (score > 0.5)
     return boxes[sel], score[sel]
+
+
+SPEC = register_head(HeadSpec(
+    "detect", DetectConfig, DetectHead, Detections,
+    "Detect objects described in plain language in images (boxes)."))

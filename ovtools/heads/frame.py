@@ -1,8 +1,7 @@
-"""Pieces every image head shares: the processing frame and typed config checks."""
+"""The processing frame every image head works in: the image decoded and downscaled to ``max_side``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,27 +53,3 @@ def processing_frame(encoder, image: LoadedImage | np.ndarray, max_side: int | N
         x = resize_float(x, (max(1, round(h * f)), max(1, round(w * f))))
         pixels = (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     return Frame(pixels, x, tuple(int(v) for v in loaded.original_size))
-
-
-_WANT = {float: "a number", int: "an integer", bool: "true or false", str: "a string", Mapping: "a mapping"}
-
-
-def check_field_types(cfg, kinds: Mapping[str, tuple[type, bool]]) -> None:
-    """Raise ``TypeError`` naming the field for a value of the wrong type (bools are not numbers here).
-
-    Args:
-        cfg: a config dataclass instance.
-        kinds: field name → (accepted type: float, int, bool, str or Mapping; whether ``None`` is allowed).
-    """
-    for name, (kind, nullable) in kinds.items():
-        v = getattr(cfg, name)
-        if v is None and nullable:
-            continue
-        if kind is float:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # not NaN
-        elif kind is int:
-            ok = isinstance(v, int) and not isinstance(v, bool)
-        else:
-            ok = isinstance(v, kind)
-        if not ok:
-            raise TypeError(f"{name} must be {_WANT[kind]}{' or null' if nullable else ''}, got {v!r}")

@@ -23,6 +23,8 @@ Every mode returns float32 (N, D) L2-normalised features on the encoder's device
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
@@ -31,8 +33,12 @@ from ..structures import boxes_from_masks
 from .detect import square_context_boxes
 from .frame import resize_float
 
-SCORINGS = ("crop", "dense", "fusion")
-MASK_FILLS = ("mean", "blur", "none")
+#: How a mask gets its feature (see the module docstring).
+MaskScoring = Literal["crop", "dense", "fusion"]
+#: What replaces the pixels outside a mask in its crop.
+MaskFill = Literal["mean", "blur", "none"]
+SCORINGS = get_args(MaskScoring)
+MASK_FILLS = get_args(MaskFill)
 
 
 class MaskFeatures:

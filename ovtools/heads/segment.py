@@ -24,104 +24,70 @@ the class of the most confident mask covering it, ``-1`` (background) where none
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..config import Config, setting
 from ..io.images import LoadedImage
 from ..proposals.regions import greedy_keep, mask_iou, resize_masks
 from ..structures import Detections, boxes_from_masks
-from . import register_head
 from .detect import empty_detections
-from .frame import check_field_types, processing_frame
-from .mask_features import MASK_FILLS, SCORINGS, MaskFeatures
+from .frame import processing_frame
+from .mask_features import MaskFeatures, MaskFill, MaskScoring
+from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
-    """Settings of :class:`SegmentHead` (a preset sets these).
-
-    Attributes:
-        proposals: ``"regions"`` (classical, no weights), ``"sam"`` (Segment Anything automatic
-            masks; needs ``proposal_options={"checkpoint": path}``) or ``"detect"`` (detection
-            boxes → Segment Anything box prompts).
-        proposal_options: keyword options of the mask source (``"sam"``: ``checkpoint``,
-            ``model_type``, ``points_per_side``, ``pred_iou_thresh``, ...; ``"detect"``: the
-            SAM box segmenter's ``checkpoint`` / ``model_type`` / ``model``).
-        detect_options: ``proposals="detect"`` only: fields of
-            :class:`~ovtools.heads.detect.DetectConfig` for the detection step.
-        max_proposals: at most this many masks are scored (the source's best-ranked first).
-        scoring: ``"crop"`` | ``"dense"`` | ``"fusion"`` (see :mod:`ovtools.heads.mask_features`).
-        score_threshold: smallest reported ``confidence`` in [0, 1] (label probability × LERF
-            relevancy against the label's negatives, :mod:`ovtools.heads.scoring`).
-        mask_fill: ``"crop"`` / ``"fusion"``: what replaces pixels outside the mask in its crop:
-            ``"mean"`` (the encoder's mean colour), ``"blur"`` (a strongly blurred image) or
-            ``"none"`` (keep the context).
-        context_padding: each side of a mask's box grows by this fraction of its longer side
-            before the crop is made square.
-        crop_batch_size: crops per forward pass.
-        fusion_temperature: ``"fusion"``: temperature of ConceptFusion's softmax over masks.
-        dense_side: ``"dense"``: longer side of the dense pass input (``None``: the processing frame).
-        nms_iou: per-class greedy NMS threshold on mask IoU.
-        min_mask_area: masks smaller than this many processing-frame pixels are dropped.
-        max_detections: at most this many masks are returned, most confident first.
-        max_side: processing size bound in pixels (``None``: never downscale).
+class SegmentConfig(Config):
+    """Settings of :class:`SegmentHead`; each is also a preset key, a pipeline keyword and a ``segment`` option.
 
     Raises:
-        ValueError / TypeError: on construction, for an unknown mode or an out-of-range value.
+        TypeError / ValueError: on construction, for a value of the wrong type, an unknown choice or an
+            out-of-range number (the message names the field).
     """
 
-    proposals: str = "regions"
-    proposal_options: Mapping[str, Any] = field(default_factory=dict)
-    detect_options: Mapping[str, Any] = field(default_factory=dict)
-    max_proposals: int = 300
-    scoring: str = "crop"
-    score_threshold: float = 0.3
-    mask_fill: str = "mean"
-    context_padding: float = 0.2
-    crop_batch_size: int = 64
-    fusion_temperature: float = 1.0
-    dense_side: int | None = None
-    nms_iou: float = 0.5
-    min_mask_area: int = 16
-    max_detections: int = 100
-    max_side: int | None = 640
-
-    def __post_init__(self) -> None:
-        check_field_types(self, _KINDS)
-        if self.scoring not in SCORINGS:
-            raise ValueError(f"scoring must be one of {list(SCORINGS)}, got {self.scoring!r}")
-        if self.mask_fill not in MASK_FILLS:
-            raise ValueError(f"mask_fill must be one of {list(MASK_FILLS)}, got {self.mask_fill!r}")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
-        if not 0.0 < self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
-        for name in ("max_proposals", "max_detections", "crop_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.context_padding <= 2.0:
-            raise ValueError(f"context_padding must be in [0, 2], got {self.context_padding}")
-        if self.fusion_temperature <= 0:
-            raise ValueError(f"fusion_temperature must be > 0, got {self.fusion_temperature}")
-        if self.min_mask_area < 0:
-            raise ValueError(f"min_mask_area must be >= 0 pixels, got {self.min_mask_area}")
-        if self.max_side is not None and self.max_side < 16:
-            raise ValueError(f"max_side must be >= 16 pixels or None, got {self.max_side}")
-        if self.dense_side is not None and self.dense_side < 1:
-            raise ValueError(f"dense_side must be >= 1 pixel or None, got {self.dense_side}")
-
-
-_KINDS = {
-    "proposals": (str, False), "proposal_options": (Mapping, False), "detect_options": (Mapping, False),
-    "max_proposals": (int, False), "scoring": (str, False), "score_threshold": (float, False),
-    "mask_fill": (str, False), "context_padding": (float, False), "crop_batch_size": (int, False),
-    "fusion_temperature": (float, False), "dense_side": (int, True), "nms_iou": (float, False),
-    "min_mask_area": (int, False), "max_detections": (int, False), "max_side": (int, True),
-}
+    proposals: str = setting(
+        "regions", "Mask source: regions (Felzenszwalb + selective search, no weights), sam (Segment Anything "
+        "automatic masks; checkpoint in proposal-options or --sam-checkpoint) or detect (detector boxes "
+        "segmented by Segment Anything box prompts).")
+    proposal_options: Mapping[str, Any] = setting(
+        default_factory=dict, help="Keyword options of the mask source (sam: checkpoint, model_type, "
+        "points_per_side, pred_iou_thresh, ...; detect: the SAM box segmenter's checkpoint / model_type).",
+        cli=False)
+    detect_options: Mapping[str, Any] = setting(
+        default_factory=dict, help="proposals=detect only: DetectConfig fields for the detection step.", cli=False)
+    max_proposals: int = setting(300, "At most this many masks are scored (the source's best-ranked first).",
+                                 minimum=1)
+    scoring: MaskScoring = setting(
+        "crop", "How masks are named: crop (encode a masked crop per mask; accurate), dense (pool MaskCLIP patch "
+        "features in one pass; fast) or fusion (ConceptFusion §3.2 blend of global and crop features).")
+    score_threshold: float = setting(
+        0.3, "Smallest confidence reported, in [0, 1] (label probability x LERF relevancy against the label's "
+        "negatives).", minimum=0.0, maximum=1.0, flag="--threshold")
+    mask_fill: MaskFill = setting(
+        "mean", "Crop and fusion scoring: what replaces pixels outside the mask in its crop: mean (the "
+        "encoder's mean colour), blur (a strongly blurred image) or none (keep the context).")
+    context_padding: float = setting(
+        0.2, "Each side of a mask's box grows by this fraction of its longer side before the crop is made square.",
+        minimum=0.0, maximum=2.0)
+    crop_batch_size: int = setting(64, "Crops per forward pass.", minimum=1)
+    fusion_temperature: float = setting(1.0, "Fusion scoring: temperature of ConceptFusion's softmax over masks.",
+                                        minimum=0.0, exclusive_minimum=True)
+    dense_side: int | None = setting(
+        None, "Dense scoring: longer side of the dense pass input in pixels (null: the processing frame).",
+        minimum=1)
+    nms_iou: float = setting(0.5, "Per-class greedy NMS threshold on mask IoU.", minimum=0.0, maximum=1.0,
+                             exclusive_minimum=True)
+    min_mask_area: int = setting(16, "Masks smaller than this many processing-frame pixels are dropped.",
+                                 minimum=0)
+    max_detections: int = setting(100, "At most this many masks per image, most confident first.", minimum=1)
+    max_side: int | None = setting(
+        640, "Processing size bound in pixels (null: never downscale); masks are returned at the original size.",
+        minimum=16)
 
 
 def mask_nms(masks: torch.Tensor, scores: torch.Tensor, class_id: torch.Tensor, iou: float) -> torch.Tensor:
@@ -141,7 +107,6 @@ def mask_nms(masks: torch.Tensor, scores: torch.Tensor, class_id: torch.Tensor, 
     return order[greedy_keep((mask_iou(masks[order], masks[order]) > iou) & same)]
 
 
-@register_head("segment")
 class SegmentHead:
     """Open-vocabulary instance and semantic segmentation over a shared CLIP encoder.
 
@@ -277,3 +242,8 @@ class SegmentHead:
         tight[empty] = boxes[empty]  # SAM found nothing in a box: keep the detector's box
         return Detections(tight, det.confidence, det.class_id, det.class_names, mask=full, data=dict(det.data),
                           image_size=tuple(frame.original_size))
+
+
+SPEC = register_head(HeadSpec(
+    "segment", SegmentConfig, SegmentHead, Detections,
+    "Segment things described in plain language in images (masks and label maps)."))

@@ -30,124 +30,85 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
+from ..config import Config, setting
 from ..structures import PointLabels
-from . import register_head
-from .frame import check_field_types
+from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
-MODES = ("fusion", "distill", "ensemble")
+#: Which per-point features are labelled (OpenScene §3.1-3.3).
+Mode3D = Literal["fusion", "distill", "ensemble"]
+MODES = get_args(Mode3D)
 
 
 @dataclass(frozen=True)
-class Segment3DConfig:
-    """Settings of :class:`Segment3DHead` (a preset sets these).
+class Segment3DConfig(Config):
+    """Settings of :class:`Segment3DHead`; each is also a preset key, a pipeline keyword and (scalars) a
+    ``segment3d`` option.  Distances are in the scene's units (metres), angles in degrees.
 
-    Attributes:
-        features: 2D features fused per view: ``"masks"`` (masked crops of class-agnostic
-            masks; sharp boundaries) or ``"dense"`` (MaskCLIP patch features; one pass per view).
-        mask_proposals: mask source for ``"masks"`` (``"regions"`` or ``"sam"``).
-        proposal_options: its options (``"sam"``: ``checkpoint``, ``model_type``, ...).
-        min_mask_area: masks smaller than this many view pixels are ignored.
-        context_padding: masked crops: context per side, fraction of the mask box's longer side.
-        crop_batch_size: masked crops per forward pass.
-        dense_side: ``"dense"``: shorter side of the dense pass input in pixels.
-        n_around: virtual cameras per elevation ring around a bare cloud.
-        elevations: ring elevations in degrees above the horizontal.
-        inside_views: virtual cameras inside the scene looking outward; ``None`` = 4 for
-            clouds that look like a room (:func:`~ovtools.scene3d.views.looks_like_room`), else 0.
-        top_down: add one virtual camera above the scene looking straight down.
-        view_size: ``(H, W)`` of the rendered views in pixels.
-        fov_deg: horizontal field of view of the virtual cameras in degrees.
-        splat_scale: rendered point size, in multiples of the estimated point spacing.
-        depth_tolerance: occlusion test in metres; ``None`` = 4 × point spacing, at least 2 cm.
-        frame_skip: RGB-D folders: use every ``frame_skip``-th frame.
-        max_frames: RGB-D folders: at most this many frames, evenly spread.
-        distill_steps: optimisation steps of the 3D network (0: no distillation; ``mode``
-            must then be ``"fusion"``).
-        distill_batch: points per distillation step.
-        mode: which per-point features are labelled: ``"fusion"``, ``"distill"`` or ``"ensemble"``.
-        score_threshold: smallest reported confidence in [0, 1]; lower-scoring points are "nothing".
-        voxel_size: down-sample the cloud to voxels of this edge in metres before the work
-            (``None``: every point); labels are carried back to every input point.
-        instance_radius: link distance for instances (connected components per class) in
-            metres; ``None`` = 3 × point spacing.
-        min_instance_points: smaller components are not reported as instances.
-        seed: seed of the distillation.
+    Raises:
+        TypeError / ValueError: on construction, for a value of the wrong type, an unknown choice, an
+            out-of-range number, or a mode that needs distillation with ``distill_steps=0``.
     """
 
-    features: str = "masks"
-    mask_proposals: str = "regions"
-    proposal_options: Mapping[str, Any] = field(default_factory=dict)
-    min_mask_area: int = 64
-    context_padding: float = 0.2
-    crop_batch_size: int = 64
-    dense_side: int = 224
-    n_around: int = 6
-    elevations: tuple = (30.0, 55.0)
-    inside_views: int | None = None
-    top_down: bool = True
-    view_size: tuple = (480, 640)
-    fov_deg: float = 60.0
-    splat_scale: float = 1.5
-    depth_tolerance: float | None = None
-    frame_skip: int = 1
-    max_frames: int = 60
-    distill_steps: int = 300
-    distill_batch: int = 8192
-    mode: str = "ensemble"
-    score_threshold: float = 0.0
-    voxel_size: float | None = None
-    instance_radius: float | None = None
-    min_instance_points: int = 20
-    seed: int = 0
+    features: Literal["masks", "dense"] = setting(
+        "masks", "2D features fused per view: masks (masked crops of class-agnostic masks; sharp boundaries) or "
+        "dense (MaskCLIP patch features; one pass per view).", flag="--2d-features")
+    mask_proposals: str = setting("regions", "Mask source for --2d-features masks: regions or sam.")
+    proposal_options: Mapping[str, Any] = setting(
+        default_factory=dict, help="Options of the mask source (sam: checkpoint, model_type, ...).", cli=False)
+    min_mask_area: int = setting(64, "Masks smaller than this many view pixels are ignored.", minimum=0)
+    context_padding: float = setting(0.2, "Masked crops: context per side, fraction of the mask box's longer side.",
+                                     minimum=0.0, maximum=2.0)
+    crop_batch_size: int = setting(64, "Masked crops per forward pass.", minimum=1)
+    dense_side: int = setting(224, "Dense features: shorter side of the dense pass input in pixels.", minimum=16)
+    n_around: int = setting(6, "Virtual cameras per elevation ring around a bare cloud.", minimum=0)
+    elevations: tuple = setting((30.0, 55.0), "Ring elevations in degrees above the horizontal, each in (-90, 90).",
+                                cli=False)
+    inside_views: int | None = setting(
+        None, "Virtual cameras inside the scene looking outward; null = 4 for clouds that look like a room, else 0.",
+        minimum=0)
+    top_down: bool = setting(True, "Add one virtual camera above the scene looking straight down.")
+    view_size: tuple = setting((480, 640), "(H, W) of the rendered views in pixels, sides >= 16.", cli=False)
+    fov_deg: float = setting(60.0, "Horizontal field of view of the virtual cameras in degrees, in (0, 180).",
+                             minimum=0.0, maximum=180.0, exclusive_minimum=True)
+    splat_scale: float = setting(1.5, "Rendered point size, in multiples of the estimated point spacing.",
+                                 minimum=0.0, exclusive_minimum=True)
+    depth_tolerance: float | None = setting(
+        None, "Occlusion test in metres; null = 4 x point spacing, at least 2 cm.", minimum=0.0,
+        exclusive_minimum=True)
+    frame_skip: int = setting(1, "RGB-D folders: use every frame-skip-th frame.", minimum=1)
+    max_frames: int = setting(60, "RGB-D folders: at most this many frames, evenly spread.", minimum=1)
+    distill_steps: int = setting(
+        300, "3D distillation steps (OpenScene §3.2); 0 = no 3D network (then mode must be fusion; about 2-3x "
+        "faster).", minimum=0)
+    distill_batch: int = setting(8192, "Points per distillation step.", minimum=1)
+    mode: Mode3D = setting(
+        "ensemble", "Per-point features labelled: fusion (2D features averaged over views), distill (3D network) "
+        "or ensemble (per point the more confident of both, OpenScene §3.3).")
+    score_threshold: float = setting(
+        0.0, "Smallest confidence a point's label is reported with, in [0, 1]; a label must also beat its "
+        "negatives.", minimum=0.0, maximum=1.0, flag="--threshold")
+    voxel_size: float | None = setting(
+        None, "Down-sample to voxels of this edge in metres first (labels still reach every input point); "
+        "null = every point.", minimum=0.0, exclusive_minimum=True)
+    instance_radius: float | None = setting(
+        None, "Link distance of instances (connected components per class) in metres; null = 3 x point spacing.",
+        minimum=0.0, exclusive_minimum=True)
+    min_instance_points: int = setting(20, "Smaller components are not reported as instances.", minimum=1)
+    seed: int = setting(0, "Seed of the distillation.")
 
-    def __post_init__(self) -> None:
-        check_field_types(self, _KINDS)
-        if self.features not in ("masks", "dense"):
-            raise ValueError(f"features must be 'masks' or 'dense', got {self.features!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+    def check(self) -> None:
         if self.mode != "fusion" and self.distill_steps == 0:
             raise ValueError(f"mode {self.mode!r} needs distillation: set distill_steps > 0 or mode 'fusion'")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
         if len(self.view_size) != 2 or min(int(v) for v in self.view_size) < 16:
             raise ValueError(f"view_size must be (H, W) with sides >= 16 pixels, got {self.view_size}")
-        for name in ("distill_steps", "n_around", "min_mask_area"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("frame_skip", "max_frames", "distill_batch", "crop_batch_size", "min_instance_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.fov_deg < 180:
-            raise ValueError(f"fov_deg must be in (0, 180) degrees, got {self.fov_deg}")
         if not self.elevations or any(not -90 < float(e) < 90 for e in self.elevations):
             raise ValueError(f"elevations must be a non-empty list of degrees in (-90, 90), got {self.elevations}")
-        if self.dense_side < 16:
-            raise ValueError(f"dense_side must be >= 16 pixels, got {self.dense_side}")
-        if self.splat_scale <= 0:
-            raise ValueError(f"splat_scale must be > 0, got {self.splat_scale}")
-        for name in ("voxel_size", "instance_radius", "depth_tolerance"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ValueError(f"{name} must be > 0 metres or None, got {v}")
-
-
-_KINDS = {
-    "features": (str, False), "mask_proposals": (str, False), "proposal_options": (Mapping, False),
-    "min_mask_area": (int, False), "context_padding": (float, False), "crop_batch_size": (int, False),
-    "dense_side": (int, False), "n_around": (int, False), "elevations": (tuple, False), "inside_views": (int, True),
-    "top_down": (bool, False), "view_size": (tuple, False), "fov_deg": (float, False), "splat_scale": (float, False),
-    "depth_tolerance": (float, True), "frame_skip": (int, False), "max_frames": (int, False),
-    "distill_steps": (int, False), "distill_batch": (int, False), "mode": (str, False),
-    "score_threshold": (float, False), "voxel_size": (float, True), "instance_radius": (float, True),
-    "min_instance_points": (int, False), "seed": (int, False),
-}
 
 
 @dataclass
@@ -188,7 +149,6 @@ class SceneFeatures:
         return ensemble_features(self.fused, self.distilled, class_embeddings, logit_scale, seen=self.count > 0)
 
 
-@register_head("segment3d")
 class Segment3DHead:
     """Per-point open-vocabulary labels for point clouds and posed RGB-D scans.
 
@@ -381,3 +341,8 @@ class Segment3DHead:
         if mode == "fusion":
             out[(sf.count == 0).numpy()] = 0.0
         return out[sf.scene.inverse]
+
+
+SPEC = register_head(HeadSpec(
+    "segment3d", Segment3DConfig, Segment3DHead, PointLabels,
+    "Label point clouds and posed RGB-D scans with plain-language classes.", inputs="scene"))

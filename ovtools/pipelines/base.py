@@ -1,9 +1,11 @@
 """`Pipeline`: load the encoder once, hold the current class embeddings, swap them safely.
 
-The shared machinery of :class:`~ovtools.pipelines.ClassifyPipeline` and
-:class:`~ovtools.pipelines.DetectPipeline`:
+The shared machinery of every pipeline, built from a head's
+:class:`~ovtools.heads.registry.HeadSpec`:
 
-* settings from a preset plus keyword overrides (:mod:`ovtools.pipelines.presets`);
+* settings from a preset plus keyword overrides (:mod:`ovtools.pipelines.presets`),
+  checked against :class:`~ovtools.pipelines.presets.CommonConfig` and the head's config;
+* the head, built from its spec and config (:attr:`Pipeline.head`, :attr:`Pipeline.config`);
 * one :class:`~ovtools.encoders.CLIPEncoder`, built here or passed in with
   ``encoder=`` so that several pipelines share one model;
 * :meth:`Pipeline.set_labels` changes the classes without reloading the
@@ -27,37 +29,41 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import config_defaults
+from ..encoders import CLIPEncoder
 from ..errors import ConfigError
+from ..heads.registry import HeadSpec, head_spec
 from ..io.images import LoadedImage, as_loaded
 from ..prompts import ClassEmbeddings, ClassSpace, EmbeddingCache, build_class_embeddings, load_templates, parse_labels
-from .presets import COMMON_KEYS, Settings, resolve_settings
+from .presets import COMMON_KEYS, Settings, available_presets, resolve_settings
 
 _MEMO_SIZE = 16
 
 
-def config_defaults(config_cls) -> dict[str, Any]:
-    """Every field of a head's config dataclass with its default (``None`` where it has none)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config_cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-        else:
-            out[f.name] = None
-    return out
+def default_preset_for(spec: HeadSpec) -> str | None:
+    """The preset a pipeline of ``spec`` uses when none is named: the spec's, else ``<name>-default`` if shipped."""
+    if spec.default_preset is not None:
+        return spec.default_preset
+    name = f"{spec.name}-default"
+    return name if name in available_presets() else None
 
 
 class Pipeline:
-    """Base class; use :class:`~ovtools.pipelines.ClassifyPipeline` or :class:`~ovtools.pipelines.DetectPipeline`.
+    """Base of every pipeline: a head (by registry name) with its encoder, settings and labels.
+
+    Subclasses set :attr:`head_name`; :class:`~ovtools.pipelines.ClassifyPipeline`,
+    :class:`~ovtools.pipelines.DetectPipeline`, :class:`~ovtools.pipelines.SegmentPipeline` and
+    :class:`~ovtools.pipelines.Segment3DPipeline` are the built-ins, and
+    :func:`~ovtools.pipelines.pipeline_class` gives one for any registered head.
 
     Args:
         preset: preset name (``pipelines/<name>.yaml``) or YAML path; ``None`` → built-in
-            defaults only.  Subclasses default to their ``*-default`` preset.
+            defaults only.  Default: the head's ``<name>-default`` preset where one is shipped.
         encoder: an existing encoder to use (shared between pipelines); then ``model``,
             ``pretrained``, ``device`` and ``precision`` are not used and must not be given.
-        **overrides: any preset key (see the preset files), e.g. ``labels="dog, cat"``,
-            ``model="ViT-B-16"``, ``pretrained=None`` (random weights).
+        **overrides: any preset key: the fields of :class:`~ovtools.pipelines.presets.CommonConfig`
+            (``labels="dog, cat"``, ``model="ViT-B-16"``, ``pretrained=None`` for random weights, ...)
+            and of the head's config dataclass.
 
     Raises:
         TypeError: an unknown keyword argument.
@@ -66,17 +72,26 @@ class Pipeline:
         WeightsUnavailableError: the encoder's weights cannot be found or downloaded.
     """
 
-    task: str = ""
-    default_preset: str | None = None
+    #: Registry name of the head this pipeline runs.
+    head_name: str = ""
+
+    @classmethod
+    def spec(cls) -> HeadSpec:
+        """The :class:`~ovtools.heads.registry.HeadSpec` of this pipeline's head."""
+        return head_spec(cls.head_name)
+
+    @property
+    def task(self) -> str:
+        """The head's name (a preset's ``task`` key must equal it)."""
+        return self.head_name
 
     def __init__(self, preset: str | Path | None = "__default__", *, encoder=None, **overrides: Any) -> None:
+        spec = self.spec()
         if preset == "__default__":
-            preset = self.default_preset
-        self.settings: Settings = resolve_settings(self.task, self._allowed_keys(), preset, overrides)
+            preset = default_preset_for(spec)
+        self.settings: Settings = resolve_settings(spec.name, self._allowed_keys(), preset, overrides)
         s = self.settings
         if encoder is None:
-            from ..encoders import CLIPEncoder
-
             encoder = CLIPEncoder(s["model"], s["pretrained"], device=s["device"], precision=s["precision"])
         else:
             clash = sorted({"model", "pretrained", "device", "precision"} & set(overrides))
@@ -96,19 +111,19 @@ class Pipeline:
     # ------------------------------------------------------------------ subclass hooks
     @classmethod
     def _allowed_keys(cls) -> Mapping[str, Any]:
-        """Every accepted setting with its built-in default (subclasses extend)."""
-        return dict(COMMON_KEYS)
+        """Every accepted setting with its built-in default: the common keys and the head's config fields."""
+        return {**COMMON_KEYS, **config_defaults(cls.spec().config)}
 
     def _setup(self) -> None:
-        """Build heads from :attr:`settings` (subclasses)."""
+        """Build :attr:`config` and :attr:`head` from :attr:`settings` (subclasses may add state)."""
+        spec = self.spec()
+        self.config = self._build_config(spec.config, spec.name)
+        self.head = spec.head(self.encoder, self.config)
 
     def _build_config(self, config_cls, what: str):
         """The head config from the settings; an invalid value is a ``ConfigError`` naming the preset file."""
         s = self.settings
         values = {k: s[k] for k in config_defaults(config_cls)}
-        for k, v in values.items():  # YAML gives lists where the config wants tuples
-            if isinstance(v, list):
-                values[k] = tuple(v)
         try:
             return config_cls(**values)
         except (TypeError, ValueError) as e:

@@ -2,7 +2,7 @@
 
 A preset is a flat mapping; every key is documented in the shipped files
 (``pipelines/detect-default.yaml`` is the reference).  Keys common to every
-pipeline are listed in :data:`COMMON_KEYS`; each pipeline adds its own (a
+pipeline are the fields of :class:`CommonConfig`; each pipeline adds its head's config fields (a
 detection preset accepts every field of
 :class:`~ovtools.heads.detect.DetectConfig`).  An unknown key is a
 :class:`~ovtools.errors.ConfigError` naming the file and the key, so a typo
@@ -14,31 +14,63 @@ defaults, the preset file, keyword arguments.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
+from ..config import Config, config_defaults, setting
 from ..errors import ConfigError, UnknownNameError
 from ..prompts.yamlfile import looks_like_path, missing_file_error, read_yaml
 from ..resources import presets_dir
 
-#: Keys every pipeline accepts, with their built-in defaults.
-COMMON_KEYS: dict[str, Any] = {
-    "task": None,                      # "detect" | "classify" | "segment"; must match the pipeline
-    "model": "ViT-B-32",               # open_clip architecture or hf-hub: id
-    "pretrained": "laion2b_s34b_b79k",  # tag, checkpoint path, or None / "none" for random weights
-    "device": "auto",
-    "precision": "fp32",
-    "classes": None,                   # class-space name or YAML path
-    "labels": None,                    # comma-separated labels or a list; replaces ``classes``
-    "templates": None,                 # template set; None → the class space's own, else openai_imagenet
-    "max_side": None,                  # decode at most this many pixels on the longer side
-    "batch_size": 32,                  # images (or crops) per encoder forward pass
-    "cache_dir": None,                 # text-embedding cache folder; None → $OVTOOLS_CACHE_DIR or ~/.cache
-    "use_cache": True,                 # False: recompute text embeddings on every set_labels
-}
+#: Precision of the encoder's weights.
+Precision = Literal["fp32", "fp16", "bf16"]
+
+@dataclass(frozen=True)
+class CommonConfig(Config):
+    """Settings every pipeline accepts (preset keys, pipeline keywords and the commands' shared options).
+
+    A head's config may declare a field of the same name with its own default (``max_side``
+    for detect and segment, ``batch_size`` for classify); that declaration wins.
+
+    Raises:
+        TypeError / ValueError: on construction, for a value of the wrong type or out of range.
+    """
+
+    task: str | None = setting(None, "The pipeline this preset is for; must match the pipeline.", cli=False)
+    model: str = setting(
+        "ViT-B-32", "open_clip architecture (e.g. ViT-B-32) or hf-hub:org/repo id; `ovtools models` lists them.",
+        short="-m")
+    pretrained: str | None = setting(
+        "laion2b_s34b_b79k", "Pretrained tag (e.g. laion2b_s34b_b79k), path to a local .safetensors/.pt "
+        "checkpoint, or 'none' for random weights.")
+    device: str = setting("auto", "auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps.")
+    precision: Precision = setting(
+        "fp32", "Weights' precision: fp32, fp16 or bf16 (falls back to fp32 where the device cannot run it).")
+    classes: str | None = setting(
+        None, "A built-in class space (coco, imagenet, scannet20, shapes, shapes3d, ...; `ovtools models "
+        "--classes` lists them) or a class-space YAML file. Excludes --labels.", short="-c")
+    labels: Any = setting(
+        None, "Comma-separated labels in plain language, e.g. \"zebra, goat, grass plain\"; quote a label that "
+        "contains a comma: '\"salt, pepper\", bowl'. Excludes --classes.", short="-l")
+    templates: str | None = setting(
+        None, "Prompt template set: built-in name (`ovtools models --templates`) or YAML file; null = the class "
+        "space's own, else openai_imagenet.", short="-t")
+    max_side: int | None = setting(
+        None, "Decode images at most this many pixels on the longer side (faster, bounded memory); results stay "
+        "in original-image pixels.", minimum=16)
+    batch_size: int = setting(32, "Images (or crops) per encoder forward pass.", minimum=1, short="-b")
+    cache_dir: str | PathLike | None = setting(
+        None, "Folder of the text-embedding cache; null = $OVTOOLS_CACHE_DIR or ~/.cache/ovtools/text.")
+    use_cache: bool = setting(True, "Read and write the text-embedding cache (--no-cache: recompute).")
+
+
+#: Keys every pipeline accepts, with their built-in defaults (the fields of :class:`CommonConfig`).
+COMMON_KEYS: dict[str, Any] = config_defaults(CommonConfig)
 
 _RANDOM_WEIGHTS = {"none", "random", "null", ""}
 
@@ -166,10 +198,10 @@ def resolve_settings(task: str, allowed: Mapping[str, Any], preset: str | Path |
     where = f"{source}: " if source is not None else ""
     if values["labels"] is not None and "labels" in overrides and "classes" not in overrides:
         values["classes"] = None  # labels given in code replace the preset's class space
-    ms = values.get("max_side")
-    if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int) or ms < 16):
-        raise ConfigError(f"{where}key 'max_side' must be an integer >= 16 or null, got {ms!r}")
-    bs = values.get("batch_size")
-    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
-        raise ConfigError(f"{where}key 'batch_size' must be a positive integer, got {bs!r}")
+    common = {f.name: values[f.name] for f in dataclasses.fields(CommonConfig)
+              if f.name not in allowed or allowed[f.name] == COMMON_KEYS[f.name]}
+    try:
+        CommonConfig(**common)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}invalid setting: {e}") from None
     return Settings(MappingProxyType(values), source, frozenset(overrides))

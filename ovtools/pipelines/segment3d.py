@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +28,9 @@ import numpy as np
 
 from ..prompts import ClassSpace
 from ..structures import PointLabels
-from .base import Pipeline, config_defaults
-from .presets import COMMON_KEYS
+from .base import Pipeline
 
 _KEEP_SCENES = 2
-
-
-def segment3d_config_keys() -> dict[str, Any]:
-    """Every :class:`~ovtools.heads.segment3d.Segment3DConfig` field with its default."""
-    from ..heads.segment3d import Segment3DConfig
-
-    return config_defaults(Segment3DConfig)
 
 
 def _scene_key(path: str | Path) -> tuple | None:
@@ -72,18 +64,10 @@ class Segment3DPipeline(Pipeline):
         WeightsUnavailableError: weights not available offline.
     """
 
-    task = "segment3d"
-    default_preset = "segment3d-default"
-
-    @classmethod
-    def _allowed_keys(cls) -> Mapping[str, Any]:
-        return {**COMMON_KEYS, **segment3d_config_keys()}
+    head_name = "segment3d"
 
     def _setup(self) -> None:
-        from ..heads.segment3d import Segment3DConfig, Segment3DHead
-
-        self.config = self._build_config(Segment3DConfig, "3D segmentation")
-        self.head = Segment3DHead(self.encoder, self.config)
+        super()._setup()
         self._scenes: OrderedDict[tuple, Any] = OrderedDict()
         self._scene_lock = threading.Lock()
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ovtools.errors import UnknownNameError
-from ovtools.heads import ClassifyHead, available_heads, create_head, register_head
+from ovtools.heads import HEADS, ClassifyHead, available_heads, create_head, head_spec, register_head
 from ovtools.io.images import LoadedImage
 from ovtools.prompts import ClassSpace, EmbeddingCache, build_class_embeddings
 
@@ -63,4 +63,6 @@ def test_registry_lists_names_and_refuses_duplicates(tiny_encoder):
         create_head("segmentt", tiny_encoder)
     assert "detect" in str(info.value) and isinstance(info.value, KeyError)
     with pytest.raises(ValueError, match="already registered"):
-        register_head("classify")(ClassifyHead)
+        register_head(head_spec("classify"))
+    with pytest.raises(TypeError, match="HeadSpec"):
+        HEADS.add("toy", ClassifyHead)

@@ -198,22 +198,18 @@ def test_empty_labels_rejected(tiny_encoder):
 
 
 @pytest.mark.parametrize("name", ["detect-default", "classify-default", "detect-shapes", "classify-shapes",
-                                  "segment-default", "segment-shapes"])
+                                  "segment-default", "segment-shapes", "segment3d-default", "segment3d-shapes"])
 def test_shipped_presets_are_valid(name):
-    """Every key of every shipped preset is known, and detection/segmentation presets build their config."""
-    from ovtools.heads.detect import DetectConfig
-    from ovtools.heads.segment import SegmentConfig
-    from ovtools.pipelines.classify import CLASSIFY_KEYS
-    from ovtools.pipelines.detect import detect_config_keys
-    from ovtools.pipelines.presets import COMMON_KEYS, preset_path, read_preset, resolve_settings
-    from ovtools.pipelines.segment import segment_config_keys
+    """Every key of every shipped preset is known, and every preset builds its head's config."""
+    from ovtools.config import config_defaults
+    from ovtools.pipelines import pipeline_class
+    from ovtools.pipelines.presets import preset_path, read_preset, resolve_settings
 
     task = name.split("-")[0]
-    keys = {"detect": detect_config_keys(), "segment": segment_config_keys(), "classify": CLASSIFY_KEYS}[task]
-    allowed = {**COMMON_KEYS, **keys}
+    cls = pipeline_class(task)
+    allowed = cls._allowed_keys()
     data = read_preset(preset_path(name), allowed, task)
     assert data["task"] == task and data["model"] and "classes" in data
     settings = resolve_settings(task, allowed, name, {})
-    config = {"detect": DetectConfig, "segment": SegmentConfig}.get(task)
-    if config is not None:
-        config(**{k: settings[k] for k in keys})
+    config = cls.spec().config
+    config(**{k: settings[k] for k in config_defaults(config)})
