@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -129,7 +130,7 @@ def register_model_configs() -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ inputs
-def _is_pattern(s: str) -> bool:
+def is_pattern(s: str) -> bool:
     return any(ch in s for ch in "*?[")
 
 
@@ -173,7 +174,7 @@ def expand_inputs(items: list[str], recursive: bool = False) -> tuple[list[Path]
                 problems.append((item, "folder has no image files" + ("" if recursive else " (try --recursive)")))
             for f in found:
                 add(f)
-        elif _is_pattern(item):
+        elif is_pattern(item):
             matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
             n = 0
             for m in map(Path, matches):
@@ -285,8 +286,15 @@ def preset_task(preset: str | None) -> str | None:
     return _preset_data(preset).get("task")
 
 
-def build_pipeline(factory, preset: str | None, overrides: dict):
+def build_pipeline(factory, preset: str | None, overrides: dict, flags: dict[str, str] | None = None):
     """Build a pipeline, turning every user-caused failure into a one-line usage error.
+
+    Args:
+        factory: the pipeline class.
+        preset: preset name or path (``None``: built-in defaults).
+        overrides: pipeline keyword arguments.
+        flags: setting name → command-line flag; an error about a setting the user gave is
+            prefixed with its flag (``--nms-iou: nms_iou must be ...``).
 
     Raises:
         typer.Exit: (code 2) missing weights, unknown model / class space / template set /
@@ -300,7 +308,12 @@ def build_pipeline(factory, preset: str | None, overrides: dict):
             return factory(**overrides)
         return factory(preset, **overrides)
     except (OvtoolsError, FileNotFoundError, ValueError, TypeError) as e:
-        usage_error(str(e))
+        msg = str(e)
+        for name, flag in (flags or {}).items():
+            if re.search(rf"\b{name}\b", msg):
+                msg = f"{flag}: {msg}"
+                break
+        usage_error(msg)
 
 
 def prepare_vis_targets(save_vis: Path | None, files: list[Path], expect_many: bool, option: str = "--save-vis",

@@ -46,6 +46,7 @@ from ..io.images import LoadedImage
 from ..proposals.regions import greedy_keep
 from ..structures import Detections, boxes_from_masks
 from .frame import processing_frame, resize_float
+from ..proposals.registry import available_proposals, create_proposals
 from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
@@ -102,7 +103,8 @@ class DetectConfig(Config):
     context_padding: float = setting(
         0.3, "Crop scoring: each side of a box grows by this fraction of its longer side before it is made "
         "square (0.3: the object fills 1/1.6 of the crop).", minimum=0.0, maximum=2.0)
-    crop_batch_size: int = setting(64, "Crop scoring: crops per roi_align + forward pass.", minimum=1)
+    crop_batch_size: int = setting(
+        64, "Crop scoring: crops per roi_align + forward pass.", minimum=1, flag="--batch-size", short="-b")
     dense_side: int | None = setting(
         None, "Dense scoring: longer side in pixels of the dense pass input (a multiple of the patch size); "
         "null = the processing size.", minimum=1)
@@ -114,6 +116,11 @@ class DetectConfig(Config):
     max_side: int | None = setting(
         640, "The image is downscaled so its longer side is at most this many pixels before proposals and "
         "scoring (null: never); boxes are still reported in original-image pixels.", minimum=16)
+
+    def check(self) -> None:
+        sources = available_proposals("boxes") + available_proposals("masks")
+        if self.proposals not in sources:
+            raise ValueError(f"proposals must be one of {', '.join(sorted(sources))}; got {self.proposals!r}")
 
 
 def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:
@@ -156,8 +163,6 @@ class DetectHead:
 
     def __init__(self, encoder, config: DetectConfig | None = None, **overrides: Any) -> None:
         from dataclasses import replace
-
-        from ..proposals import create_proposals
 
         config = config or DetectConfig()
         if overrides:

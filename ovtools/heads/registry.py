@@ -39,6 +39,8 @@ class HeadSpec:
             (a point cloud or RGB-D folder; the 3D pipeline).
         default_preset: preset used when none is named (``None``: ``<name>-default`` if shipped, else the
             built-in defaults).
+        masks: results carry instance masks (COCO RLE in the outputs, ``--save-labels`` label maps, the
+            Segment Anything options of the command line).
     """
 
     name: str
@@ -48,6 +50,7 @@ class HeadSpec:
     summary: str = ""
     inputs: Literal["images", "scene"] = "images"
     default_preset: str | None = None
+    masks: bool = False
 
 
 def _check_spec(name: str, spec: Any) -> None:

@@ -37,6 +37,8 @@ from ..structures import Detections, boxes_from_masks
 from .detect import empty_detections
 from .frame import processing_frame
 from .mask_features import MaskFeatures, MaskFill, MaskScoring
+from ..proposals.registry import PROPOSALS, available_proposals, create_proposals
+from . import detect_segment  # noqa: F401  (registers the "detect" mask source)
 from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
@@ -74,7 +76,8 @@ class SegmentConfig(Config):
     context_padding: float = setting(
         0.2, "Each side of a mask's box grows by this fraction of its longer side before the crop is made square.",
         minimum=0.0, maximum=2.0)
-    crop_batch_size: int = setting(64, "Crops per forward pass.", minimum=1)
+    crop_batch_size: int = setting(
+        64, "Crops per forward pass.", minimum=1, flag="--batch-size", short="-b")
     fusion_temperature: float = setting(1.0, "Fusion scoring: temperature of ConceptFusion's softmax over masks.",
                                         minimum=0.0, exclusive_minimum=True)
     dense_side: int | None = setting(
@@ -88,6 +91,12 @@ class SegmentConfig(Config):
     max_side: int | None = setting(
         640, "Processing size bound in pixels (null: never downscale); masks are returned at the original size.",
         minimum=16)
+
+    def check(self) -> None:
+        sources = available_proposals("masks") + available_proposals("labelled_masks")
+        if self.proposals not in sources:
+            raise ValueError(f"proposals must be a mask source, one of {', '.join(sorted(sources))}; "
+                             f"got {self.proposals!r}")
 
 
 def mask_nms(masks: torch.Tensor, scores: torch.Tensor, class_id: torch.Tensor, iou: float) -> torch.Tensor:
@@ -129,8 +138,6 @@ class SegmentHead:
     """
 
     def __init__(self, encoder, config: SegmentConfig | None = None, **overrides: Any) -> None:
-        from ..proposals import create_proposals
-
         config = config or SegmentConfig()
         if overrides:
             config = replace(config, **overrides)
@@ -140,19 +147,10 @@ class SegmentHead:
         self.encoder, self.config = encoder, config
         self.features = MaskFeatures(encoder, config.scoring, config.mask_fill, config.context_padding,
                                      config.crop_batch_size, config.fusion_temperature, config.dense_side)
-        self.detector = self.box_segmenter = self.source = None
-        if config.proposals == "detect":
-            from ..proposals.sam import SamBoxSegmenter
-            from .detect import DetectConfig, DetectHead
-
-            opts = {k: tuple(v) if isinstance(v, list) else v for k, v in config.detect_options.items()}
-            self.detector = DetectHead(encoder, DetectConfig(**{"max_side": None, **opts}))
-            self.box_segmenter = SamBoxSegmenter(**dict(config.proposal_options))
-        else:
-            self.source = create_proposals(config.proposals, **dict(config.proposal_options))
-            if getattr(self.source, "output", "boxes") != "masks":
-                raise ValueError(f"proposals={config.proposals!r} gives boxes, not masks; use a mask source "
-                                 "('regions', 'sam') or 'detect' (boxes → Segment Anything)")
+        options = dict(config.proposal_options)
+        if getattr(PROPOSALS.get(config.proposals), "output", "boxes") == "labelled_masks":
+            options.update(encoder=encoder, detect_options=config.detect_options)
+        self.source = create_proposals(config.proposals, **options)
 
     def propose(self, pixels: np.ndarray) -> torch.Tensor:
         """Masks of the configured source on the processing frame.
@@ -189,8 +187,8 @@ class SegmentHead:
         cfg = self.config
         frame = processing_frame(self.encoder, image, cfg.max_side)
         names = list(emb.names)
-        if self.detector is not None:
-            return self._detect_then_segment(frame, emb)
+        if getattr(self.source, "output", "masks") == "labelled_masks":  # e.g. "detect": labels its own masks
+            return self.source(frame, emb)
         masks = self.propose(frame.pixels) if emb.classes.shape[0] else torch.zeros(0, *frame.size, dtype=torch.bool)
         feats = self.features(frame.x, masks)
         return self.detections_from_features(masks, feats, emb, frame.original_size, names)
@@ -228,22 +226,7 @@ class SegmentHead:
                           data={"logits": s.logits[mi].numpy(), "relevancy": s.relevancy[mi, ci].numpy()},
                           image_size=tuple(original_size))
 
-    def _detect_then_segment(self, frame, emb) -> Detections:
-        det = self.detector(frame.pixels, emb)  # boxes in processing-frame pixels
-        h, w = frame.size
-        if len(det) == 0:
-            return empty_detections(list(emb.names), frame.original_size, masks=True)
-        masks = torch.as_tensor(self.box_segmenter(frame.pixels, det.xyxy))
-        full = resize_masks(masks, frame.original_size)
-        oh, ow = frame.original_size
-        boxes = det.xyxy * np.array([ow / w, oh / h, ow / w, oh / h], np.float32)
-        empty = ~full.reshape(len(full), -1).any(1)
-        tight = boxes_from_masks(full)
-        tight[empty] = boxes[empty]  # SAM found nothing in a box: keep the detector's box
-        return Detections(tight, det.confidence, det.class_id, det.class_names, mask=full, data=dict(det.data),
-                          image_size=tuple(frame.original_size))
-
 
 SPEC = register_head(HeadSpec(
     "segment", SegmentConfig, SegmentHead, Detections,
-    "Segment things described in plain language in images (masks and label maps)."))
+    "Segment things described in plain language in images (masks and label maps).", masks=True))

@@ -37,6 +37,7 @@ import torch
 
 from ..config import Config, setting
 from ..structures import PointLabels
+from ..proposals.registry import available_proposals, create_proposals
 from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
@@ -103,6 +104,9 @@ class Segment3DConfig(Config):
     seed: int = setting(0, "Seed of the distillation.")
 
     def check(self) -> None:
+        if self.mask_proposals not in available_proposals("masks"):
+            raise ValueError(f"mask_proposals must be one of {', '.join(available_proposals('masks'))}; "
+                             f"got {self.mask_proposals!r}")
         if self.mode != "fusion" and self.distill_steps == 0:
             raise ValueError(f"mode {self.mode!r} needs distillation: set distill_steps > 0 or mode 'fusion'")
         if len(self.view_size) != 2 or min(int(v) for v in self.view_size) < 16:
@@ -162,7 +166,6 @@ class Segment3DHead:
     """
 
     def __init__(self, encoder, config: Segment3DConfig | None = None, **overrides: Any) -> None:
-        from ..proposals import create_proposals
         from .mask_features import MaskFeatures
 
         config = config or Segment3DConfig()

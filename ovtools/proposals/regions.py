@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import felzenszwalb_input, register_proposals
+from .image_input import felzenszwalb_input
+from .registry import register_proposals
 from .segments import hierarchical_grouping
 
 

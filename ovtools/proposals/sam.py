@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import UnknownNameError, WeightsUnavailableError, first_line
-from . import check_image, register_proposals
+from .image_input import check_image
+from .registry import register_proposals
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam

@@ -33,7 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import felzenszwalb_input, register_proposals
+from .image_input import felzenszwalb_input
+from .registry import register_proposals
 
 _BINS = 25
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import check_image, register_proposals
+from .image_input import check_image
+from .registry import register_proposals
 
 
 def _positions(length: float, size: float, stride: float) -> np.ndarray:

@@ -1,0 +1,5 @@
+"""``python -m ovtools``: the ``ovtools`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""``python -m ovtools.cli``: the ``ovtools`` command."""
+
+from . import main
+
+main()
