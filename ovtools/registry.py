@@ -57,6 +57,16 @@ class Registry:
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> Any:
+        """Remove and return the entry under ``name`` (tests, plug-in reloads).
+
+        Raises:
+            UnknownNameError: ``name`` is not registered.
+        """
+        if name not in self._entries:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; available: {self.names()}")
+        return self._entries.pop(name)
+
     def register(self, name: str) -> Callable:
         """Class decorator adding a factory under ``name``; returns the class unchanged.
 

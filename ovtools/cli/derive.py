@@ -31,6 +31,10 @@ from ..config import config_defaults, config_fields, literal_choices, strip_opti
 from ..pipelines.presets import CommonConfig, normalize_pretrained, preset_path
 from ..prompts.yamlfile import read_yaml
 
+#: The :class:`CommonConfig` fields every model-running command offers (``task`` is preset-only).
+COMMON_OPTIONS = ("model", "pretrained", "device", "precision", "labels", "classes", "templates", "max_side",
+                  "batch_size", "cache_dir", "use_cache")
+
 #: Shared options that are not pipeline settings, declared once for every command.
 CLI_OPTIONS: dict[str, tuple[Any, Any]] = {
     "preset": (Optional[str], typer.Option(
@@ -131,6 +135,19 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
         FLAGS[f.name] = flag
         taken.update({f.name, flag})
     return params
+
+
+def argument(name: str, typ: Any, help: str) -> inspect.Parameter:
+    """A required positional argument."""
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                             annotation=Annotated[typ, typer.Argument(help=help, show_default=False)])
+
+
+def option(name: str, typ: Any, *decls: str, help: str, default: Any = None, **kw: Any) -> inspect.Parameter:
+    """A command's own option (``Optional[typ]`` unless a non-None default is given)."""
+    annotation = typ if default is not None else Optional[typ]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, typer.Option(*decls, help=help, **kw)])
 
 
 def cli_parameters(names: Iterable[str]) -> list[inspect.Parameter]:

@@ -18,11 +18,8 @@ space, template set or preset, missing weights).
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import Annotated, Any, Optional
 
-import typer
 from rich.table import Table
 
 from ..heads.registry import HeadSpec, available_heads, head_spec
@@ -32,34 +29,23 @@ from ..structures import Classifications
 from . import options as opt
 from .app import app
 from .batch import finish, run_images, save_overlay
-from .derive import Invocation, build_command
+from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
 
 _TABLE_ROWS = 15  # detections shown per image; --output has them all
-_COMMON = ("model", "pretrained", "device", "precision", "labels", "classes", "templates", "max_side",
-           "batch_size", "cache_dir", "use_cache")
-
-
-def _option(name: str, typ: Any, *decls: str, help: str, **kw: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[Optional[typ], typer.Option(*decls, help=help, show_default=False,
-                                                                             **kw)])
-
-
-IMAGES = inspect.Parameter("images", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
-    list[str], typer.Argument(help="Image files, folders (their images; see --recursive) or quoted glob patterns "
-                              "('photos/**/*.jpg').", show_default=False)])
-COCO_OUTPUT = _option(
+IMAGES = argument("images", list[str], "Image files, folders (their images; see --recursive) or quoted glob "
+                  "patterns ('photos/**/*.jpg').")
+COCO_OUTPUT = option(
     "coco_output", Path, "--coco-output", dir_okay=False, help="Also write COCO results (image_id, category_id, "
     "bbox as x, y, w, h in pixels, score; segmentation as RLE for masks) to this file, plus "
     "<name>.categories.json with the images and categories.")
-SAVE_LABELS = _option(
+SAVE_LABELS = option(
     "save_labels", Path, "--save-labels", help="Write the semantic label map as a palette PNG (0 = background, "
     "k = class id k-1): a .png file for one image or a folder (<stem>.labels.png per image).")
-SAM_CHECKPOINT = _option(
+SAM_CHECKPOINT = option(
     "sam_checkpoint", Path, "--sam-checkpoint", dir_okay=False, help="Segment Anything checkpoint (.pth), e.g. "
     "sam_vit_b_01ec64.pth from https://github.com/facebookresearch/segment-anything#model-checkpoints; "
     "sets --proposals sam unless --proposals detect.")
-SAM_MODEL = _option(
+SAM_MODEL = option(
     "sam_model", str, "--sam-model", help=f"Segment Anything architecture of --sam-checkpoint: "
     f"{', '.join(SAM_CHECKPOINT_URLS)}. Default: vit_b.")
 
@@ -208,7 +194,7 @@ def register_image_command(spec: HeadSpec) -> None:
            "run as a batch with a progress bar on stderr; a file that cannot be read is reported by name and "
            "skipped (exit code 1).")
     build_command(app, spec.name, lambda inv: run_image_command(spec, inv), doc=doc, leading=[IMAGES],
-                  config_cls=spec.config, preset=default_preset_for(spec), own=own, common=_COMMON,
+                  config_cls=spec.config, preset=default_preset_for(spec), own=own, common=COMMON_OPTIONS,
                   cli=("preset", "output", "save_vis", "recursive", "quiet"))
 
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 
 from . import options as opt
 from .app import app
+from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
 
 
 def _parse_shots(text: str) -> list[int]:
@@ -32,52 +31,29 @@ def _parse_shots(text: str) -> list[int]:
     return shots
 
 
-@app.command("probe")
-def probe(
-    train: Annotated[Path, typer.Argument(help="Training data: ImageFolder directory or image-caption CSV.",
-                                          show_default=False)],
-    test: Annotated[Path, typer.Argument(help="Test data in the same form (classes matched by name).",
-                                         show_default=False)],
-    shots: Annotated[str, typer.Option(
-        "--shots", help="Comma-separated k for k-shot probes (k training images per class); the full "
-        "training set is always probed too.")] = "1,2,4,8,16",
-    trials: Annotated[int, typer.Option("--trials", min=1, help="k-shot draws per k (mean reported).")] = 3,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for k-shot draws and the validation split.")] = 0,
-    labels: opt.Labels = None,
-    classes: opt.Classes = None,
-    templates: opt.Templates = None,
-    model: opt.Model = None,
-    pretrained: opt.Pretrained = None,
-    device: opt.Device = None,
-    precision: opt.Precision = None,
-    preset: opt.Preset = None,
-    output: opt.Output = None,
-    batch_size: opt.BatchSize = None,
-    max_side: opt.MaxSide = None,
-    cache_dir: opt.CacheDir = None,
-    no_cache: opt.NoCache = False,
-    quiet: opt.Quiet = False,
-) -> None:
+def probe(inv: Invocation) -> None:
     """Linear probe (full and k-shot) on frozen CLIP features, with zero-shot accuracy side by side.
 
     The class space (--labels / --classes / the preset's, else the training data's
     class names) gives the zero-shot classifier; the probe uses the training
     labels.  Prints JSON; --output writes it.
     """
+    train, test, output, quiet, seed, trials, preset = (inv.train, inv.test, inv.output, inv.quiet, inv.seed,
+                                                         inv.trials, inv.preset)
     from ..eval import classification_metrics, image_features, linear_probe, sample_k_shot, zero_shot_logits
     from ..eval.data import map_to_space, read_labelled_images
     from ..pipelines import ClassifyPipeline
 
-    ks = _parse_shots(shots)
+    ks = _parse_shots(inv.shots)
     try:
         tr, te = read_labelled_images(train), read_labelled_images(test)
     except (ValueError, FileNotFoundError) as e:
         opt.usage_error(str(e))
     opt.check_outputs({"--output": output}, [train, test])
-    overrides = opt.model_overrides(model, pretrained, device, precision, templates, batch_size, cache_dir,
-                                    no_cache, max_side)
-    overrides.update(opt.class_overrides_or(labels, classes, preset, lambda: tr.class_names))
-    pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides)
+    overrides = dict(inv.settings)
+    overrides.update(opt.class_overrides_or(inv.labels, inv.classes, preset, lambda: tr.class_names))
+    pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides,
+                              inv.flags)
     try:
         y_tr, y_te = map_to_space(tr, pipe.labels), map_to_space(te, pipe.labels)
     except ValueError as e:
@@ -123,3 +99,14 @@ def probe(
         write_json(output, result, [train, test])
     if not quiet:
         opt.stdout.print_json(json.dumps(result))
+
+
+build_command(
+    app, "probe", probe, doc=probe.__doc__, preset="classify-default",
+    leading=[argument("train", Path, "Training data: ImageFolder directory or image-caption CSV."),
+             argument("test", Path, "Test data in the same form (classes matched by name).")],
+    own=[option("shots", str, "--shots", default="1,2,4,8,16", help="Comma-separated k for k-shot probes (k "
+                "training images per class); the full training set is always probed too."),
+         option("trials", int, "--trials", default=3, min=1, help="k-shot draws per k (mean reported)."),
+         option("seed", int, "--seed", default=0, help="Seed for k-shot draws and the validation split.")],
+    common=COMMON_OPTIONS, cli=("preset", "output", "quiet"))

@@ -188,12 +188,12 @@ def results_document(task: str, records: Sequence[dict], class_names: Sequence[s
     """The top-level JSON document (schema in the module docstring).
 
     Raises:
-        ValueError: ``task`` is not ``"detect"`` or ``"classify"``.
+        ValueError: ``task`` is not a non-empty string (a head's name: ``"classify"``, ``"detect"``, ...).
     """
     from .. import __version__
 
-    if task not in ("detect", "classify", "segment"):
-        raise ValueError(f"task must be 'detect', 'classify' or 'segment', got {task!r}")
+    if not isinstance(task, str) or not task:
+        raise ValueError(f"task must be a head's name such as 'detect', got {task!r}")
     return {"ovtools_version": __version__, "task": task, "model": model, "pretrained": pretrained,
             "class_names": list(class_names), "results": list(records), "errors": list(errors)}
 
