@@ -90,9 +90,11 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def config_parameters(config_cls, preset: str | None, taken: set[str] | None = None) -> list[inspect.Parameter]:
+def config_parameters(config_cls, preset: str | None, taken: set[str] | None = None,
+                      only: Iterable[str] | None = None) -> list[inspect.Parameter]:
     """One typer option per command-line field of ``config_cls`` (fields with ``cli=False`` and
-    fields whose name or flag is already in ``taken`` are skipped; ``taken`` is updated).
+    fields whose name or flag is already in ``taken`` are skipped; ``taken`` is updated; ``only``: just
+    these fields).
 
     Scalars only: ``Literal`` choices become a choice option, ``bool`` a ``--x/--no-x`` switch,
     ``int``/``float``/``str`` plain options with the declared range; mappings and tuples stay
@@ -103,7 +105,8 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
     params = []
     for f, hint in config_fields(config_cls):
         flag = _flag(f)
-        if not f.metadata.get("cli", True) or f.name in taken or flag in taken:
+        if not f.metadata.get("cli", True) or f.name in taken or flag in taken or (only is not None
+                                                                                    and f.name not in only):
             continue
         base, _ = strip_optional(hint)
         choices = literal_choices(hint)
@@ -135,6 +138,11 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
         FLAGS[f.name] = flag
         taken.update({f.name, flag})
     return params
+
+
+def setting_option(config_cls, name: str, preset: str | None = None) -> Any:
+    """The ``Annotated`` typer option of one config field, for a command written as a plain typer function."""
+    return config_parameters(config_cls, preset, only={name})[0].annotation
 
 
 def argument(name: str, typ: Any, help: str) -> inspect.Parameter:
@@ -183,7 +191,8 @@ class Invocation:
 
 def build_command(app: typer.Typer, name: str, body: Callable[[Invocation], None], *, doc: str,
                   leading: list[inspect.Parameter], config_cls=None, preset: str | None = None,
-                  own: list[inspect.Parameter] = (), common: Iterable[str] = (), cli: Iterable[str] = ()) -> None:
+                  own: list[inspect.Parameter] = (), common: Iterable[str] = (), cli: Iterable[str] = (),
+                  fields: Iterable[str] | None = None) -> None:
     """Register ``ovtools <name>`` with options derived from ``config_cls`` and the shared options.
 
     Args:
@@ -197,16 +206,19 @@ def build_command(app: typer.Typer, name: str, body: Callable[[Invocation], None
         own: the command's own options (outputs, modes) as ``inspect.Parameter``.
         common: names of :class:`CommonConfig` fields offered (all of them where ``None``).
         cli: names of shared CLI options (:data:`CLI_OPTIONS`) offered.
+        fields: offer only these fields of ``config_cls`` (``None``: every command-line field).
     """
     taken = {p.name for p in leading} | {p.name for p in own}
     params = list(leading) + list(own)
     if config_cls is not None:
-        params += config_parameters(config_cls, preset, taken)
+        params += config_parameters(config_cls, preset, taken, fields)
     common_params = config_parameters(CommonConfig, preset, taken)
     wanted = set(common)
     params += [p for p in common_params if p.name in wanted]
     params += cli_parameters(cli)
     config_names = set(config_defaults(config_cls)) if config_cls is not None else set()
+    if fields is not None:
+        config_names &= set(fields)
     setting_names = (config_names | wanted) - {"labels", "classes"}
 
     def command(**kwargs: Any) -> None:

@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
 import numpy as np
 import typer
 
+from ..heads.segment import SegmentConfig
 from . import options as opt
 from .app import app
+from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
 
 
 def _classification(pipe, data_path: Path) -> dict:
@@ -146,8 +148,7 @@ def _instances(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
     return out
 
 
-def _eval3d(data, labels, classes, templates, model, pretrained, device, precision, preset, output, cache_dir,
-            no_cache, quiet) -> None:
+def _eval3d(data, labels, classes, settings: dict, flags: dict, preset, output, quiet) -> None:
     """A 3D world folder (``scenes3d.json``): per-point mIoU for fusion, distill and ensemble."""
     from ..eval.scenes3d import evaluate_scenes3d, read_manifest
     from ..pipelines import Segment3DPipeline
@@ -157,10 +158,11 @@ def _eval3d(data, labels, classes, templates, model, pretrained, device, precisi
     except (ValueError, FileNotFoundError) as e:
         opt.usage_error(str(e))
     inputs = [data, folder / "scenes3d.json", *(folder / s["file"] for s in man["scenes"])]
-    overrides = opt.model_overrides(model, pretrained, device, precision, templates, None, cache_dir, no_cache, None)
+    overrides = dict(settings)
     overrides.update(opt.class_overrides_or(labels, classes, preset, lambda: man["class_names"]))
     opt.check_outputs({"--output": output}, inputs)
-    pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides)
+    pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides,
+                              flags)
     modes = ("fusion", "distill", "ensemble") if pipe.config.distill_steps > 0 else ("fusion",)
     progress, task = opt.make_progress(len(man["scenes"]), "eval")
     try:
@@ -180,39 +182,7 @@ def _eval3d(data, labels, classes, templates, model, pretrained, device, precisi
         opt.stdout.print_json(json.dumps(shown))
 
 
-@app.command("eval")
-def evaluate(
-    data: Annotated[Path, typer.Argument(
-        help="ImageFolder directory or image-caption CSV (zero-shot classification), a COCO instances "
-        "JSON (detection or segmentation), or a 3D world folder with scenes3d.json (3D mIoU).",
-        show_default=False)],
-    labels: opt.Labels = None,
-    classes: opt.Classes = None,
-    templates: opt.Templates = None,
-    model: opt.Model = None,
-    pretrained: opt.Pretrained = None,
-    device: opt.Device = None,
-    precision: opt.Precision = None,
-    preset: opt.Preset = None,
-    image_dir: Annotated[Optional[Path], typer.Option(
-        "--image-dir", help="COCO: folder that file_name entries are relative to. Default: the JSON's folder.",
-        show_default=False, file_okay=False)] = None,
-    absent: Annotated[bool, typer.Option(
-        "--absent/--no-absent", help="COCO: also query one absent category per image alone and report how often "
-        "nothing is detected (absent_label_rejection).")] = True,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for choosing absent categories.")] = 0,
-    task: Annotated[Optional[str], typer.Option(
-        "--task", help="COCO: detect (box AP) or segment (mask AP, semantic mIoU). Default: the preset's task, "
-        "else detect.", show_default=False)] = None,
-    scoring: opt.Scoring = None,
-    threshold: opt.Threshold = None,
-    output: opt.Output = None,
-    batch_size: opt.BatchSize = None,
-    max_side: opt.MaxSide = None,
-    cache_dir: opt.CacheDir = None,
-    no_cache: opt.NoCache = False,
-    quiet: opt.Quiet = False,
-) -> None:
+def evaluate(inv: Invocation) -> None:
     """Evaluate zero-shot classification (top-1, top-5, mean per-class recall), detection (COCO AP)
     or segmentation (mask AP and semantic mIoU).
 
@@ -221,14 +191,17 @@ def evaluate(
     --output.  Exit code 2 on usage errors (unknown dataset layout, dataset
     classes missing from the class space, missing weights).
     """
+    data, labels, classes, preset, output, quiet = inv.data, inv.labels, inv.classes, inv.preset, inv.output, inv.quiet
+    image_dir, absent, seed, task = inv.image_dir, inv.absent, inv.seed, inv.task
     if not data.exists():
         opt.usage_error(f"dataset {data} does not exist")
     if data.name == "scenes3d.json" or (data / "scenes3d.json").is_file():
-        return _eval3d(data, labels, classes, templates, model, pretrained, device, precision, preset, output,
-                       cache_dir, no_cache, quiet)
+        given = sorted(k for k in inv.settings if k in ("max_side", "batch_size", "scoring", "score_threshold"))
+        if given or task is not None:
+            opt.usage_error(f"{', '.join(inv.flags.get(k, k) for k in given) or '--task'}: not used for a 3D world")
+        return _eval3d(data, labels, classes, inv.settings, inv.flags, preset, output, quiet)
     is_coco = data.suffix.lower() == ".json"
-    overrides = opt.model_overrides(model, pretrained, device, precision, templates, batch_size, cache_dir,
-                                    no_cache, max_side)
+    overrides = dict(inv.settings)
     from ..datasets.readers import read_coco
     from ..eval.data import read_labelled_images
 
@@ -236,28 +209,22 @@ def evaluate(
         labels, classes, preset,
         lambda: read_coco(data, image_dir).categories if is_coco else read_labelled_images(data).class_names))
     opt.check_outputs({"--output": output}, [data])
-    if not is_coco and (scoring is not None or threshold is not None or task is not None):
+    if not is_coco and ({"scoring", "score_threshold"} & set(overrides) or task is not None):
         opt.usage_error("--scoring, --threshold and --task apply to detection/segmentation (a COCO .json dataset)")
     kind = (task or opt.preset_task(preset) or "detect") if is_coco else "classify"
     if is_coco and kind not in ("detect", "segment"):
         opt.usage_error(f"--task must be detect or segment for a COCO file, got {kind!r}")
-    if scoring is not None:
-        allowed = ("crop", "dense", "fusion") if kind == "segment" else ("crop", "dense")
-        if scoring not in allowed:
-            opt.usage_error(f"--scoring must be one of {', '.join(allowed)} for {kind}, got {scoring!r}")
-        overrides["scoring"] = scoring
-    if threshold is not None:
-        overrides["score_threshold"] = threshold
     if is_coco:
         from ..pipelines import DetectPipeline, SegmentPipeline
 
         factory = SegmentPipeline if kind == "segment" else DetectPipeline
-        pipe = opt.build_pipeline(factory, preset if preset is not None else f"{kind}-default", overrides)
+        pipe = opt.build_pipeline(factory, preset if preset is not None else f"{kind}-default", overrides, inv.flags)
         result = _instances(pipe, data, image_dir, absent, seed)
     else:
         from ..pipelines import ClassifyPipeline
 
-        pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides)
+        pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides,
+                                  inv.flags)
         result = _classification(pipe, data)
     result = {"dataset": str(data), "model": pipe.encoder.name, "pretrained": pipe.encoder.pretrained,
               "templates": pipe.embeddings.templates.name, "classes": pipe.class_space.name, **result}
@@ -270,3 +237,18 @@ def evaluate(
         opt.stdout.print_json(json.dumps(shown))
     if result.get("errors"):
         raise typer.Exit(1)
+
+
+build_command(
+    app, "eval", evaluate, doc=evaluate.__doc__, config_cls=SegmentConfig, fields=("scoring", "score_threshold"),
+    preset="detect-default",
+    leading=[argument("data", Path, "ImageFolder directory or image-caption CSV (zero-shot classification), a COCO "
+                      "instances JSON (detection or segmentation), or a 3D world folder with scenes3d.json (3D mIoU).")],
+    own=[option("image_dir", Path, "--image-dir", file_okay=False,
+                help="COCO: folder that file_name entries are relative to. Default: the JSON's folder."),
+         option("absent", bool, "--absent/--no-absent", default=True, help="COCO: also query one absent category "
+                "per image alone and report how often nothing is detected (absent_label_rejection)."),
+         option("seed", int, "--seed", default=0, help="Seed for choosing absent categories."),
+         option("task", str, "--task", help="COCO: detect (box AP) or segment (mask AP, semantic mIoU). Default: "
+                "the preset's task, else detect.")],
+    common=COMMON_OPTIONS, cli=("preset", "output", "quiet"))

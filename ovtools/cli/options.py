@@ -1,7 +1,5 @@
-"""Options and helpers shared by the ``classify`` and ``detect`` commands.
+"""Helpers shared by the commands (their options are derived in :mod:`ovtools.cli.derive`).
 
-* Typer option declarations (``Annotated`` aliases) so every command spells
-  ``--model``, ``--pretrained``, ``--labels``, ... the same way.
 * Input expansion: files, folders (``--recursive``), glob patterns.
 * Usage errors: one line on stderr, exit code 2, no traceback.
 * ``OVTOOLS_MODEL_CONFIGS``: an ``os.pathsep``-separated list of folders or
@@ -19,7 +17,7 @@ import glob
 import os
 import re
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -30,64 +28,6 @@ MODEL_CONFIGS_ENV = "OVTOOLS_MODEL_CONFIGS"
 
 stdout = Console(highlight=False, soft_wrap=False)
 stderr = Console(stderr=True, highlight=False)
-
-# ----------------------------------------------------------------------------- options
-Images = Annotated[list[str], typer.Argument(
-    help="Image files, folders (their images; see --recursive) or quoted glob patterns ('photos/**/*.jpg').",
-    show_default=False)]
-Model = Annotated[Optional[str], typer.Option(
-    "--model", "-m", help="open_clip architecture (e.g. ViT-B-32) or hf-hub:org/repo id; `ovtools models` "
-    "lists them. Default: the preset's (ViT-B-32).", show_default=False)]
-Pretrained = Annotated[Optional[str], typer.Option(
-    "--pretrained", help="Pretrained tag (e.g. laion2b_s34b_b79k), path to a local .safetensors/.pt checkpoint, "
-    "or 'none' for random weights. Default: the preset's (laion2b_s34b_b79k).", show_default=False)]
-Device = Annotated[Optional[str], typer.Option(
-    "--device", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps. Default: auto.", show_default=False)]
-Precision = Annotated[Optional[str], typer.Option(
-    "--precision", help="fp32, fp16 or bf16 (falls back to fp32 where the device cannot run it). Default: fp32.",
-    show_default=False)]
-Labels = Annotated[Optional[str], typer.Option(
-    "--labels", "-l", help="Comma-separated labels in plain language, e.g. \"zebra, goat, grass plain\"; "
-    "quote a label that contains a comma: '\"salt, pepper\", bowl'. Excludes --classes.", show_default=False)]
-Classes = Annotated[Optional[str], typer.Option(
-    "--classes", "-c", help="A built-in class space (coco, imagenet, scannet20, shapes, shapes3d, ...; `ovtools "
-    "models --classes` lists them) or a class-space YAML file. Excludes --labels.", show_default=False)]
-Templates = Annotated[Optional[str], typer.Option(
-    "--templates", "-t", help="Prompt template set: built-in name (`ovtools models --templates`) or YAML file. "
-    "Default: the preset's, else the class space's own, else openai_imagenet.", show_default=False)]
-Output = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Write results as JSON to this file (schema: ovtools.io.writers).",
-    show_default=False, dir_okay=False)]
-SaveVis = Annotated[Optional[Path], typer.Option(
-    "--save-vis", help="Save annotated PNGs: a .png file for one image, a folder for several "
-    "(one <image stem>.png each).", show_default=False)]
-BatchSize = Annotated[Optional[int], typer.Option(
-    "--batch-size", "-b", min=1, help="Images per encoder forward pass (classify, eval of classification; "
-    "default 32) or crops per forward pass (detect, segment; default: the preset's crop_batch_size, 64).",
-    show_default=False)]
-CacheDir = Annotated[Optional[Path], typer.Option(
-    "--cache-dir", help="Folder of the text-embedding cache. Default: $OVTOOLS_CACHE_DIR or ~/.cache/ovtools/text.",
-    show_default=False, file_okay=False)]
-NoCache = Annotated[bool, typer.Option(
-    "--no-cache", help="Recompute text embeddings instead of reading/writing the cache.")]
-Recursive = Annotated[bool, typer.Option(
-    "--recursive", "-r", help="Also take images from sub-folders of folder arguments.")]
-MaxSide = Annotated[Optional[int], typer.Option(
-    "--max-side", min=16, help="Decode images at most this many pixels on the longer side (faster, bounded "
-    "memory); results stay in original-image pixels. Default: the preset's.", show_default=False)]
-Preset = Annotated[Optional[str], typer.Option(
-    "--preset", help="Pipeline preset: a name from pipelines/ (`ovtools models --presets`) or a YAML file; "
-    "other options override its values.", show_default=False)]
-Scoring = Annotated[Optional[str], typer.Option(
-    "--scoring", help="Region scoring. crop: encode a context crop per proposal (accurate); dense: one "
-    "MaskCLIP dense pass per image, pooled per box or mask (fast); fusion (segmentation only): ConceptFusion "
-    "blend of global and crop features. Default: the preset's (crop).", show_default=False)]
-Threshold = Annotated[Optional[float], typer.Option(
-    "--threshold", min=0.0, max=1.0, help="Smallest confidence reported (a box or mask), in [0, 1]; a label must "
-    "also beat its negatives. Default: the preset's (0.3 detect-default, segment-default and segment-shapes; "
-    "0.5 detect-shapes).", show_default=False)]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the results (table or JSON) on stdout.")]
-
 
 # ------------------------------------------------------------------------------ errors
 def usage_error(message: str) -> NoReturn:
@@ -228,32 +168,6 @@ def class_overrides_or(labels: str | None, classes: str | None, preset: str | No
         return {"labels": fallback()}
     except (ValueError, FileNotFoundError) as e:
         usage_error(str(e))
-
-
-def model_overrides(model: str | None, pretrained: str | None, device: str | None, precision: str | None,
-                    templates: str | None, batch_size: int | None, cache_dir: Path | None, no_cache: bool,
-                    max_side: int | None) -> dict:
-    """Pipeline keyword overrides for the options the user actually gave.
-
-    Raises:
-        typer.Exit: (code 2) an unknown precision.
-    """
-    from ..pipelines.presets import normalize_pretrained
-
-    if precision is not None and precision not in ("fp32", "fp16", "bf16"):
-        usage_error(f"--precision must be fp32, fp16 or bf16, got {precision!r}")
-    out: dict = {}
-    for key, value in (("model", model), ("device", device), ("precision", precision), ("templates", templates),
-                       ("batch_size", batch_size), ("max_side", max_side)):
-        if value is not None:
-            out[key] = value
-    if pretrained is not None:
-        out["pretrained"] = normalize_pretrained(pretrained)
-    if cache_dir is not None:
-        out["cache_dir"] = cache_dir
-    if no_cache:
-        out["use_cache"] = False
-    return out
 
 
 def _preset_data(preset: str | None) -> dict:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
 
 import numpy as np
-import typer
 
+from ..heads.segment3d import Segment3DConfig
 from . import options as opt
 from .app import app
+from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
 
 
 def _heat(values: np.ndarray) -> np.ndarray:
@@ -60,68 +60,16 @@ def _summary(pipe, scene, sf, labels, seconds: float) -> dict:
             "seconds": {**{k: round(v, 3) for k, v in sf.seconds.items()}, "total": round(seconds, 3)}}
 
 
-@app.command("segment3d")
-def segment3d(
-    scene: Annotated[Path, typer.Argument(
-        help="A point cloud (.ply in any common variant; .pcd/.xyz/.pts) or a posed RGB-D folder in ScanNet's "
-        "layout (color/ depth/ pose/ intrinsic/, with or without a .ply).", show_default=False)],
-    labels: opt.Labels = None,
-    classes: opt.Classes = None,
-    query: Annotated[Optional[str], typer.Option(
-        "--query", help="Relevancy mode: score every point against this one phrase (vs. the canonical negatives) "
-        "instead of labelling; --output then holds a 'relevancy' property and a heat-map colour.",
-        show_default=False)] = None,
-    mode: Annotated[Optional[str], typer.Option(
-        "--mode", help="Per-point features: fusion (2D features averaged over views), distill (3D network) or "
-        "ensemble (the more confident of both per point). Default: the preset's (ensemble).",
-        show_default=False)] = None,
-    features: Annotated[Optional[str], typer.Option(
-        "--2d-features", help="2D features fused per view: masks (masked crops of class-agnostic masks) or dense "
-        "(MaskCLIP patch features). Default: the preset's.", show_default=False)] = None,
-    voxel_size: Annotated[Optional[float], typer.Option(
-        "--voxel-size", min=0.0, help="Down-sample to voxels of this edge in metres first (labels still reach "
-        "every input point). Default: none.", show_default=False)] = None,
-    distill_steps: Annotated[Optional[int], typer.Option(
-        "--distill-steps", min=0, help="3D distillation steps; 0 = no 3D network (implies --mode fusion; "
-        "about 2-3x faster). Default: the preset's (300).",
-        show_default=False)] = None,
-    threshold: Annotated[Optional[float], typer.Option(
-        "--threshold", min=0.0, max=1.0, help="Smallest confidence a point's label is reported with; a label "
-        "must also beat its negatives. Default: the preset's (0).", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the labelled (or relevancy) point cloud to this .ply file.",
-        show_default=False, dir_okay=False)] = None,
-    summary: Annotated[Optional[Path], typer.Option(
-        "--summary", help="Write a JSON summary (points per class, instances with 3D boxes, timings).",
-        show_default=False, dir_okay=False)] = None,
-    save_features: Annotated[Optional[Path], typer.Option(
-        "--features", help="Write the per-point features (N, D) float16 as .npy.", show_default=False,
-        dir_okay=False)] = None,
-    templates: opt.Templates = None,
-    model: opt.Model = None,
-    pretrained: opt.Pretrained = None,
-    device: opt.Device = None,
-    precision: opt.Precision = None,
-    preset: opt.Preset = None,
-    cache_dir: opt.CacheDir = None,
-    no_cache: opt.NoCache = False,
-    quiet: opt.Quiet = False,
-) -> None:
+def segment3d(inv: Invocation) -> None:
     """Label every point of SCENE with LABELS (or a class space), or score it against --query.
 
     Prints points per class; --output, --summary and --features write the results.
     """
+    scene, labels, classes, query, preset, quiet = inv.scene, inv.labels, inv.classes, inv.query, inv.preset, inv.quiet
+    output, summary, save_features = inv.output, inv.summary, inv.save_features
     from ..errors import OvtoolsError
-    from ..heads.segment3d import MODES
-
     if not scene.exists():
         opt.usage_error(f"scene {scene} does not exist")
-    if mode is not None and mode not in MODES:
-        opt.usage_error(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if features is not None and features not in ("masks", "dense"):
-        opt.usage_error(f"--2d-features must be masks or dense, got {features!r}")
-    if voxel_size is not None and voxel_size <= 0:
-        opt.usage_error("--voxel-size must be > 0 metres")
     if query is not None and not query.strip():
         opt.usage_error("--query must be a non-empty phrase")
     if output is not None and output.suffix.lower() != ".ply":
@@ -132,17 +80,13 @@ def segment3d(
     opt.check_outputs({"--output": output, "--summary": summary, "--features": save_features}, inputs)
     overrides = {} if query is not None and labels is None and classes is None else \
         opt.class_options(labels, classes, opt.preset_has_classes(preset))
-    overrides.update(opt.model_overrides(model, pretrained, device, precision, templates, None, cache_dir,
-                                         no_cache, None))
-    if distill_steps == 0 and mode is None:
-        mode = "fusion"  # no 3D network: only the fused features exist
-    for key, value in (("mode", mode), ("features", features), ("voxel_size", voxel_size),
-                       ("distill_steps", distill_steps), ("score_threshold", threshold)):
-        if value is not None:
-            overrides[key] = value
+    overrides.update(inv.settings)
+    if overrides.get("distill_steps") == 0 and "mode" not in overrides:
+        overrides["mode"] = "fusion"  # no 3D network: only the fused features exist
     from ..pipelines import Segment3DPipeline
 
-    pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides)
+    pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides,
+                              inv.flags)
     t0 = time.perf_counter()
     try:
         scene_in = pipe.scene(scene)
@@ -193,3 +137,19 @@ def _write_outputs(pipe, scene, sf, query, output, summary, save_features, input
         buf = io.BytesIO()
         np.save(buf, feats.cpu().numpy().astype(np.float16)[scene.inverse])
         atomic_write_bytes(save_features, buf.getvalue(), inputs)
+
+
+build_command(
+    app, "segment3d", segment3d, doc=segment3d.__doc__, config_cls=Segment3DConfig, preset="segment3d-default",
+    leading=[argument("scene", Path, "A point cloud (.ply in any common variant; .pcd/.xyz/.pts) or a posed RGB-D "
+                      "folder in ScanNet's layout (color/ depth/ pose/ intrinsic/, with or without a .ply).")],
+    own=[option("query", str, "--query", help="Relevancy mode: score every point against this one phrase (vs. the "
+                "canonical negatives) instead of labelling; --output then holds a 'relevancy' property and a "
+                "heat-map colour."),
+         option("output", Path, "--output", "-o", dir_okay=False,
+                help="Write the labelled (or relevancy) point cloud to this .ply file."),
+         option("summary", Path, "--summary", dir_okay=False,
+                help="Write a JSON summary (points per class, instances with 3D boxes, timings)."),
+         option("save_features", Path, "--features", dir_okay=False,
+                help="Write the per-point features (N, D) float16 as .npy.")],
+    common=[c for c in COMMON_OPTIONS if c not in ("max_side", "batch_size")], cli=("preset", "quiet"))

@@ -15,8 +15,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..pipelines.presets import CommonConfig
 from . import options as opt
 from .app import app
+from .derive import setting_option
 
 
 class LossName(str, Enum):
@@ -28,6 +30,8 @@ class LossName(str, Enum):
 class SaveDtype(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
+
+Device = setting_option(CommonConfig, "device")
 
 
 @app.command("train")
@@ -75,7 +79,7 @@ def train(
         "--resume; the learning-rate schedule still spans --steps).", show_default=False)] = None,
     threads: Annotated[int, typer.Option(
         "--threads", min=1, help="CPU threads for torch (set OMP_WAIT_POLICY=PASSIVE on a shared machine).")] = 2,
-    device: opt.Device = None,
+    device: Device = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train or fine-tune a CLIP model contrastively on image-caption pairs."""

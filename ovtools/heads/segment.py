@@ -38,7 +38,7 @@ from .detect import empty_detections
 from .frame import processing_frame
 from .mask_features import MaskFeatures, MaskFill, MaskScoring
 from ..proposals.registry import PROPOSALS, available_proposals, create_proposals
-from . import detect_segment  # noqa: F401  (registers the "detect" mask source)
+from .detect_segment import DetectThenSegment
 from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
@@ -230,3 +230,5 @@ class SegmentHead:
 SPEC = register_head(HeadSpec(
     "segment", SegmentConfig, SegmentHead, Detections,
     "Segment things described in plain language in images (masks and label maps).", masks=True))
+
+__all__ = ["DetectThenSegment", "SegmentConfig", "SegmentHead", "mask_nms"]
