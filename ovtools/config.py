@@ -172,6 +172,17 @@ class Config:
         """Cross-field rules (subclasses); raise ``ValueError`` naming the fields."""
 
 
+def configure(config_cls, config: Config | None = None, **overrides: Any) -> Any:
+    """``config`` (default: ``config_cls()``) with ``overrides`` replacing its fields, validated.
+
+    Raises:
+        TypeError: an unknown field, or a value of the wrong type.
+        ValueError: an unknown choice or an out-of-range value.
+    """
+    config = config if config is not None else config_cls()
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
 def config_defaults(config_cls) -> dict[str, Any]:
     """Every field of a config dataclass with its default (``None`` where it has none)."""
     out: dict[str, Any] = {}

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config, setting
+from ..config import Config, configure, setting
 from ..io.images import LoadedImage
 from ..structures import Classifications
 from .registry import HeadSpec, register_head
@@ -73,9 +73,7 @@ class ClassifyHead:
     """
 
     def __init__(self, encoder, config: ClassifyConfig | None = None, **overrides: Any) -> None:
-        config = config or ClassifyConfig()
-        if overrides:
-            config = replace(config, **overrides)
+        config = configure(ClassifyConfig, config, **overrides)
         self.encoder, self.config = encoder, config
         self.top_k, self.reject, self.batch_size = config.top_k, config.reject, config.batch_size
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, roi_align
 
-from ..config import Config, setting
+from ..config import Config, configure, setting
 from ..io.images import LoadedImage
 from ..proposals.regions import greedy_keep
 from ..structures import Detections, boxes_from_masks
@@ -162,11 +162,7 @@ class DetectHead:
     """
 
     def __init__(self, encoder, config: DetectConfig | None = None, **overrides: Any) -> None:
-        from dataclasses import replace
-
-        config = config or DetectConfig()
-        if overrides:
-            config = replace(config, **overrides)
+        config = configure(DetectConfig, config, **overrides)
         if config.scoring == "dense" and not encoder.supports_dense:
             raise ValueError(f"scoring='dense' needs dense features, which {encoder!r} does not support; "
                              "use scoring='crop'")

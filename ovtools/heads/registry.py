@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import Config
+from ..config import Config, configure
 from ..registry import Registry
 
 
@@ -106,7 +106,4 @@ def create_head(name: str, encoder, config: Config | None = None, **overrides: A
         TypeError / ValueError: an invalid config field.
     """
     spec = head_spec(name)
-    config = config if config is not None else spec.config()
-    if overrides:
-        config = dataclasses.replace(config, **overrides)
-    return spec.head(encoder, config)
+    return spec.head(encoder, configure(spec.config, config, **overrides))

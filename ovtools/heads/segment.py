@@ -24,13 +24,13 @@ the class of the most confident mask covering it, ``-1`` (background) where none
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import Config, setting
+from ..config import Config, configure, setting
 from ..io.images import LoadedImage
 from ..proposals.regions import greedy_keep, mask_iou, resize_masks
 from ..structures import Detections, boxes_from_masks
@@ -138,9 +138,7 @@ class SegmentHead:
     """
 
     def __init__(self, encoder, config: SegmentConfig | None = None, **overrides: Any) -> None:
-        config = config or SegmentConfig()
-        if overrides:
-            config = replace(config, **overrides)
+        config = configure(SegmentConfig, config, **overrides)
         if config.scoring == "dense" and not encoder.supports_dense:
             raise ValueError(f"scoring='dense' needs dense features, which {encoder!r} does not support; "
                              "use scoring='crop' or 'fusion'")

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
-from ..config import Config, setting
+from ..config import Config, configure, setting
 from ..structures import PointLabels
 from ..proposals.registry import available_proposals, create_proposals
 from .registry import HeadSpec, register_head
@@ -168,9 +168,7 @@ class Segment3DHead:
     def __init__(self, encoder, config: Segment3DConfig | None = None, **overrides: Any) -> None:
         from .mask_features import MaskFeatures
 
-        config = config or Segment3DConfig()
-        if overrides:
-            config = replace(config, **overrides)
+        config = configure(Segment3DConfig, config, **overrides)
         if config.features == "dense" and not encoder.supports_dense:
             raise ValueError(f"features='dense' needs dense features, which {encoder!r} does not support; "
                              "use features='masks'")

@@ -1,16 +1,8 @@
 """Box and mask proposal sources, one registry (:mod:`ovtools.proposals.registry`).
 
-A proposal source is a callable object built with keyword options::
-
-    source = create_proposals("windows", scales=(0.2, 0.4), overlap=0.5)
-    boxes = source(image)        # RGB uint8 (H, W, 3) -> float32 (N, 4) xyxy pixels
-
-Box sources return float32 ``(N, 4)`` boxes ``x_min, y_min, x_max, y_max`` in
-pixel coordinates of the array they were given (origin top-left, inside
-``[0, W] x [0, H]``), possibly ``(0, 4)``.  Mask sources have the class
-attribute ``output = "masks"`` and return bool ``(N, H, W)`` masks at the
-given array's size, best first, possibly ``(0, H, W)``.  Sources are
-deterministic.
+A proposal source is a callable built with keyword options (``create_proposals(name, **options)``):
+a box source maps an RGB uint8 (H, W, 3) image to float32 (N, 4) xyxy pixel boxes, a mask source
+(``output = "masks"``) to bool (N, H, W) masks; see :mod:`ovtools.proposals.registry`.
 
 Built-ins: box sources ``"windows"`` (:class:`~ovtools.proposals.windows.SlidingWindows`),
 ``"segments"`` (:class:`~ovtools.proposals.segments.SegmentProposals`) and
