@@ -13,13 +13,14 @@ from pathlib import Path
 import typer
 
 from . import options as opt
+from .progress import make_progress
 
 #: ``(option name, one target path per file, render(image, det, target, files))`` for a PNG output.
 Saver = tuple[str, list[Path], Callable]
 
 
 def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command: str,
-               savers: list[Saver]) -> tuple[list[dict], list[dict]]:
+               savers: list[Saver], vis_max_side: int | None = None) -> tuple[list[dict], list[dict]]:
     """Run ``pipe`` on every file.
 
     Args:
@@ -28,7 +29,9 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
         problems: inputs already known to be bad, ``(name, reason)``, reported first.
         command: progress-bar label.
         savers: ``(option, targets, render)`` per PNG output (one target per file); the
-            PNG written by ``render(image, det, target, files)``.
+            PNG written by ``render(picture, det, target, files)``, ``picture`` the image decoded
+            again at most ``vis_max_side`` pixels on the longer side (the original size by default).
+        vis_max_side: size bound of the pictures (``None``: the original size).
 
     Returns:
         ``(records, errors)``: detection records (:func:`ovtools.io.writers.detection_record`)
@@ -39,7 +42,7 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
 
     records: list[dict] = []
     errors: list[dict] = []
-    progress, task = opt.make_progress(len(files), command)
+    progress, task = make_progress(len(files), command)
     with progress:
         for name, reason in problems:
             errors.append(opt.report_failure(progress, name, reason))
@@ -52,13 +55,26 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
                 progress.advance(task)
                 continue
             records.append(detection_record(f, det, im.original_size))
+            picture = None
             for option, targets, render in savers:
                 try:
-                    render(im, det, targets[i], files)
+                    if picture is None:
+                        picture = im if im.pixels.shape[:2] == picture_size(im, vis_max_side) else \
+                            load_image(f, vis_max_side)
+                    render(picture, det, targets[i], files)
                 except (OSError, ValueError) as e:
                     errors.append(opt.report_failure(progress, f, f"cannot write {option} {targets[i]}: {e}"))
             progress.advance(task)
     return records, errors
+
+
+def picture_size(im, vis_max_side: int | None) -> tuple[int, int]:
+    """``(h, w)`` of a picture of ``im`` drawn at most ``vis_max_side`` pixels on the longer side."""
+    h, w = im.original_size
+    if vis_max_side is None or max(h, w) <= vis_max_side:
+        return h, w
+    f = vis_max_side / max(h, w)
+    return max(1, round(h * f)), max(1, round(w * f))
 
 
 def finish(pipe, command: str, records: list[dict], errors: list[dict], n_inputs: int, files: list[Path],

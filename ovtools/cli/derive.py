@@ -46,6 +46,9 @@ CLI_OPTIONS: dict[str, tuple[Any, Any]] = {
     "save_vis": (Optional[Path], typer.Option(
         "--save-vis", help="Save annotated PNGs: a .png file for one image, a folder for several "
         "(one <image stem>.png each).", show_default=False)),
+    "vis_max_side": (Optional[int], typer.Option(
+        "--vis-max-side", min=16, help="Draw --save-vis pictures at most this many pixels on the longer side. "
+        "Default: the original size, so a picture lines up with the boxes in the JSON.", show_default=False)),
     "recursive": (bool, typer.Option("--recursive", "-r", help="Also take images from sub-folders of folder "
                                      "arguments.")),
     "quiet": (bool, typer.Option("--quiet", "-q", help="Do not print the results (table or JSON) on stdout.")),

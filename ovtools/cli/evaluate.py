@@ -33,6 +33,7 @@ import typer
 
 from ..heads.segment import SegmentConfig
 from . import options as opt
+from .progress import make_progress
 from .app import app
 from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
 
@@ -46,7 +47,7 @@ def _classification(pipe, data_path: Path) -> dict:
         targets = map_to_space(data, pipe.labels)
     except (ValueError, FileNotFoundError) as e:
         opt.usage_error(str(e))
-    progress, task = opt.make_progress(len(data.paths), "eval")
+    progress, task = make_progress(len(data.paths), "eval")
     logits, kept, errors = [], [], []
     bs = pipe.settings["batch_size"]
     with progress:
@@ -98,7 +99,7 @@ def _instances(pipe, ann: Path, image_dir: Optional[Path], absent: bool, seed: i
     confusion = ConfusionMatrix(len(space.names)) if segment else None
     rng = np.random.default_rng(seed)
     results, errors, absent_ok, absent_n = [], [], 0, 0
-    progress, task = opt.make_progress(len(data.paths), "eval")
+    progress, task = make_progress(len(data.paths), "eval")
     t0 = time.perf_counter()
     with progress:
         for img_id, path in zip(data.image_ids, data.paths):
@@ -164,7 +165,7 @@ def _eval3d(data, labels, classes, settings: dict, flags: dict, preset, output, 
     pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides,
                               flags)
     modes = ("fusion", "distill", "ensemble") if pipe.config.distill_steps > 0 else ("fusion",)
-    progress, task = opt.make_progress(len(man["scenes"]), "eval")
+    progress, task = make_progress(len(man["scenes"]), "eval")
     try:
         with progress:
             result = evaluate_scenes3d(pipe, data, modes, progress=progress, task=task)
@@ -242,8 +243,9 @@ def evaluate(inv: Invocation) -> None:
 build_command(
     app, "eval", evaluate, doc=evaluate.__doc__, config_cls=SegmentConfig, fields=("scoring", "score_threshold"),
     preset="detect-default",
-    leading=[argument("data", Path, "ImageFolder directory or image-caption CSV (zero-shot classification), a COCO "
-                      "instances JSON (detection or segmentation), or a 3D world folder with scenes3d.json (3D mIoU).")],
+    leading=[argument("data", Path, "ImageFolder directory or image-caption CSV (zero-shot classification), a "
+                      "COCO instances JSON (detection or segmentation), or a 3D world folder with scenes3d.json "
+                      "(3D mIoU).")],
     own=[option("image_dir", Path, "--image-dir", file_okay=False,
                 help="COCO: folder that file_name entries are relative to. Default: the JSON's folder."),
          option("absent", bool, "--absent/--no-absent", default=True, help="COCO: also query one absent category "

@@ -30,6 +30,7 @@ from . import options as opt
 from .app import app
 from .batch import finish, run_images, save_overlay
 from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
+from .progress import make_progress, set_quiet
 
 _TABLE_ROWS = 15  # detections shown per image; --output has them all
 IMAGES = argument("images", list[str], "Image files, folders (their images; see --recursive) or quoted glob "
@@ -124,13 +125,16 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
     from ..pipelines import pipeline_class
 
     detections = spec.result is not Classifications
+    set_quiet(inv.quiet)
     preset = inv.preset if inv.preset is not None else default_preset_for(spec)
     settings = opt.class_options(inv.labels, inv.classes, opt.preset_has_classes(inv.preset))
     settings.update(inv.settings)
     if spec.masks:
         _sam_settings(inv, settings)
     files, problems = opt.expand_inputs(inv.images, inv.recursive)
-    if not files and not problems:
+    if problems:  # argument mistakes: refused before the model loads (unreadable files are skipped later)
+        opt.usage_error("; ".join(f"{arg}: {reason}" for arg, reason in problems))
+    if not files:
         opt.usage_error("no images given")
     coco_output = inv.values.get("coco_output")
     save_labels = inv.values.get("save_labels")
@@ -138,17 +142,17 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
                        "--save-labels": opt.vis_file(save_labels),
                        "--coco-output (categories)": coco_header_path(coco_output) if coco_output else None}, files)
     many = len(inv.images) > 1 or any(Path(i).is_dir() or opt.is_pattern(i) for i in inv.images)
-    vis_targets = opt.prepare_vis_targets(inv.save_vis, files, many)
+    vis_targets = opt.prepare_vis_targets(inv.save_vis, files, many, tag=f".{spec.name}")
     label_targets = opt.prepare_vis_targets(save_labels, files, many, "--save-labels", ".labels")
-    pipe = opt.build_pipeline(pipeline_class(spec.name), preset, settings, inv.flags)
+    pipe = opt.load_pipeline(spec.name, pipeline_class(spec.name), preset, settings, inv.flags)
     if detections:
         savers = [("--save-vis", vis_targets, save_overlay)] if vis_targets is not None else []
         if label_targets is not None:
             savers.append(("--save-labels", label_targets, _save_labels(len(pipe.labels))))
-        records, errors = run_images(pipe, files, problems, spec.name, savers)
+        records, errors = run_images(pipe, files, problems, spec.name, savers, inv.vis_max_side)
         table = detections_table
     else:
-        records, errors = run_classify_batches(pipe, files, problems, vis_targets)
+        records, errors = run_classify_batches(pipe, files, problems, vis_targets, inv.vis_max_side)
         coco_output = None
         table = classifications_table
     if records and not inv.quiet:
@@ -156,15 +160,16 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
     finish(pipe, spec.name, records, errors, len(files) + len(problems), files, inv.output, coco_output)
 
 
-def run_classify_batches(pipe, files: list[Path], problems: list[tuple[str, str]],
-                         vis_targets: list[Path] | None) -> tuple[list[dict], list[dict]]:
+def run_classify_batches(pipe, files: list[Path], problems: list[tuple[str, str]], vis_targets: list[Path] | None,
+                         vis_max_side: int | None = None) -> tuple[list[dict], list[dict]]:
     """Classify ``files`` in batches of ``batch_size``, skipping unreadable ones; returns ``(records, errors)``."""
+    from ..io.images import load_image
     from ..io.vis import draw_classifications, save_png
     from ..io.writers import classification_record
 
     records: list[dict] = []
     errors: list[dict] = []
-    progress, task = opt.make_progress(len(files), pipe.task)
+    progress, task = make_progress(len(files), pipe.task)
     with progress:
         for name, reason in problems:
             errors.append(opt.report_failure(progress, name, reason))
@@ -175,7 +180,8 @@ def run_classify_batches(pipe, files: list[Path], problems: list[tuple[str, str]
                 records.append(classification_record(f, result, row, im.original_size))
                 if vis_targets is not None:
                     try:
-                        save_png(draw_classifications(im, result, row), vis_targets[i], files)
+                        picture = load_image(f, vis_max_side)
+                        save_png(draw_classifications(picture, result, row), vis_targets[i], files)
                     except OSError as e:
                         errors.append(opt.report_failure(progress, f, f"cannot write {vis_targets[i]}: {e}"))
                 progress.advance(task)
@@ -195,7 +201,7 @@ def register_image_command(spec: HeadSpec) -> None:
            "skipped (exit code 1).")
     build_command(app, spec.name, lambda inv: run_image_command(spec, inv), doc=doc, leading=[IMAGES],
                   config_cls=spec.config, preset=default_preset_for(spec), own=own, common=COMMON_OPTIONS,
-                  cli=("preset", "output", "save_vis", "recursive", "quiet"))
+                  cli=("preset", "output", "save_vis", "vis_max_side", "recursive", "quiet"))
 
 
 for _name in available_heads():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,11 +24,11 @@ import typer
 from rich.console import Console
 
 from ..io.images import IMAGE_SUFFIXES
+from .progress import stage, stderr
 
 MODEL_CONFIGS_ENV = "OVTOOLS_MODEL_CONFIGS"
 
 stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
 
 # ------------------------------------------------------------------------------ errors
 def usage_error(message: str) -> NoReturn:
@@ -189,6 +190,11 @@ def _preset_data(preset: str | None) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def preset_value(preset: str | None, key: str):
+    """A key of a preset (name or path) for messages; ``None`` when the preset or the key is absent."""
+    return _preset_data(preset).get(key)
+
+
 def preset_has_classes(preset: str | None) -> bool:
     """Whether an explicitly named preset sets ``classes`` or ``labels`` (exit 2 if it cannot be read)."""
     data = _preset_data(preset)
@@ -228,6 +234,22 @@ def build_pipeline(factory, preset: str | None, overrides: dict, flags: dict[str
                 msg = f"{flag}: {msg}"
                 break
         usage_error(msg)
+
+
+def load_pipeline(command: str, factory, preset: str | None, settings: dict, flags: dict[str, str]):
+    """Build the pipeline with a stage line, and warn in one line when its weights are random."""
+    from ..pipelines.presets import normalize_pretrained
+
+    model = settings.get("model") or preset_value(preset, "model") or "ViT-B-32"
+    pretrained = settings["pretrained"] if "pretrained" in settings else preset_value(preset, "pretrained")
+    stage(command, f"loading {model} ({pretrained if pretrained is not None else 'random weights'}) and the labels")
+    t0 = time.perf_counter()
+    pipe = build_pipeline(factory, preset, settings, flags)
+    if normalize_pretrained(getattr(pipe.encoder, "pretrained", None)) is None:
+        stderr.print("Warning: random weights (--pretrained none): labels and scores mean nothing; give a "
+                         "pretrained tag or checkpoint for real results", markup=False, highlight=False, soft_wrap=True)
+    stage(command, f"ready in {time.perf_counter() - t0:.1f} s: {len(pipe.labels)} labels")
+    return pipe
 
 
 def prepare_vis_targets(save_vis: Path | None, files: list[Path], expect_many: bool, option: str = "--save-vis",
@@ -299,24 +321,6 @@ def check_outputs(paths: dict[str, Path | None], files: list[Path]) -> None:
         if key in seen:
             usage_error(f"{opt} and {seen[key]} name the same file {p}")
         seen[key] = opt
-
-
-def make_progress(total: int, description: str):
-    """A rich progress bar on stderr (hidden for a single image).
-
-    Args:
-        total: number of images.
-        description: text left of the bar.
-
-    Returns:
-        ``(progress, task_id)``; use ``progress`` as a context manager and
-        ``progress.advance(task_id)`` per image; ``progress.console`` prints above the bar.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=stderr, disable=total < 2, transient=False)
-    return progress, progress.add_task(description, total=total)
 
 
 def loaded_batches(paths: list[Path], batch_size: int, max_side: int | None, progress, task, errors: list[dict]):

@@ -28,6 +28,7 @@ from ..heads.segment3d import Segment3DConfig
 from . import options as opt
 from .app import app
 from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
+from .progress import set_quiet, stage
 
 
 def _heat(values: np.ndarray) -> np.ndarray:
@@ -67,6 +68,7 @@ def segment3d(inv: Invocation) -> None:
     """
     scene, labels, classes, query, preset, quiet = inv.scene, inv.labels, inv.classes, inv.query, inv.preset, inv.quiet
     output, summary, save_features = inv.output, inv.summary, inv.save_features
+    set_quiet(quiet)
     from ..errors import OvtoolsError
     if not scene.exists():
         opt.usage_error(f"scene {scene} does not exist")
@@ -85,17 +87,16 @@ def segment3d(inv: Invocation) -> None:
         overrides["mode"] = "fusion"  # no 3D network: only the fused features exist
     from ..pipelines import Segment3DPipeline
 
-    pipe = opt.build_pipeline(Segment3DPipeline, preset if preset is not None else "segment3d-default", overrides,
-                              inv.flags)
+    pipe = opt.load_pipeline("segment3d", Segment3DPipeline, preset if preset is not None else "segment3d-default",
+                             overrides, inv.flags)
     t0 = time.perf_counter()
     try:
         scene_in = pipe.scene(scene)
-        with opt.stderr.status("segment3d", spinner="dots") as status:
-            sf = pipe.features(scene_in, progress=lambda m: status.update(f"segment3d: {m}"))
+        sf = pipe.features(scene_in, progress=lambda m: stage("segment3d", m))
     except (OvtoolsError, FileNotFoundError, ValueError) as e:
         opt.usage_error(str(e))
-    opt.stderr.print(f"segment3d: {sf.n_views} views, {len(scene_in.points)} points, "
-                     + ", ".join(f"{k} {v:.1f} s" for k, v in sf.seconds.items()), highlight=False)
+    stage("segment3d", f"{sf.n_views} views, {len(scene_in.points)} points, "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in sf.seconds.items()))
     _write_outputs(pipe, scene_in, sf, query, output, summary, save_features, inputs, quiet, t0)
 
 

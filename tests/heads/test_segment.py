@@ -155,7 +155,7 @@ def test_config_is_checked(tiny_encoder):
         SegmentConfig(mask_fill="grey")
     with pytest.raises(TypeError, match="score_threshold"):
         SegmentConfig(score_threshold="high")
-    with pytest.raises(ValueError, match="gives boxes"):
+    with pytest.raises(ValueError, match="proposals must be a mask source"):  # a box source, refused by the config
         SegmentHead(tiny_encoder, SegmentConfig(proposals="windows"))
 
 

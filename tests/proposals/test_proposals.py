@@ -20,7 +20,7 @@ def _build(name):
     return create_proposals(name)
 
 
-@pytest.mark.parametrize("name", available_proposals())
+@pytest.mark.parametrize("name", available_proposals("boxes") + available_proposals("masks"))
 def test_every_source_returns_valid_boxes(name, rgb_image):
     """Every registered source (box or mask) gives valid, deterministic output; mask sources give
     bool (N, H, W) masks at the image's size."""
