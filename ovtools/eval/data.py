@@ -23,11 +23,16 @@ class LabelledImages:
         paths: image files.
         targets: int64 (N,) class ids into ``class_names``.
         class_names: the dataset's own class names (folder names or CSV labels), sorted.
+        source: the folder or CSV read (``None`` when built in memory).
     """
 
     paths: list[Path]
     targets: np.ndarray
     class_names: list[str]
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 def read_labelled_images(path: str | Path) -> LabelledImages:
@@ -40,13 +45,13 @@ def read_labelled_images(path: str | Path) -> LabelledImages:
     path = Path(path)
     if path.is_dir():
         d = read_image_folder(path)
-        return LabelledImages(list(d.paths), d.labels, [c.replace("_", " ") for c in d.classes])
+        return LabelledImages(list(d.paths), d.labels, [c.replace("_", " ") for c in d.classes], path)
     if path.suffix.lower() == ".csv":
         d = read_caption_csv(path)
         names = d.labels if d.labels is not None else d.captions
         classes = sorted(set(names))
         index = {c: i for i, c in enumerate(classes)}
-        return LabelledImages(list(d.paths), np.array([index[n] for n in names], np.int64), classes)
+        return LabelledImages(list(d.paths), np.array([index[n] for n in names], np.int64), classes, path)
     if not path.exists():
         raise FileNotFoundError(f"dataset {path} does not exist")
     raise ValueError(f"dataset {path}: expected an ImageFolder directory or a .csv file")
