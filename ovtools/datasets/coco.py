@@ -15,7 +15,11 @@ them as they are and leaves a dataset pycocotools can evaluate:
   when absent or repeated (``COCOeval`` matches by it); ``segmentation`` given as one flat
   polygon ``[x1, y1, x2, y2, ...]`` is wrapped into a list of polygons; numbers written
   as strings (``"12.5"``) in ``bbox``/``area`` are read as numbers; ``file_name`` with
-  Windows separators (``images\\a.jpg``) is read with ``/``;
+  Windows separators (``images\\a.jpg``) is read with ``/``; image ``height``/``width``
+  written as text are read as numbers and, when absent, read from the image file's header
+  (after EXIF orientation, as ovtools decodes it);
+* a category that is never annotated and only names the ``supercategory`` of other
+  categories (Roboflow exports the dataset's name as category 0) is left out;
 * annotations of an image id that is not in ``images`` cannot be evaluated: they are
   dropped (counted in the warning);
 * anything else ``COCOeval`` would trip on (a duplicate image or category id, an id that
@@ -36,8 +40,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -103,12 +110,15 @@ def _rle(segmentation, height, width):
     return None
 
 
-def complete_coco(dataset: dict, source: str | Path = "COCO file") -> tuple[dict, dict]:
+def complete_coco(dataset: dict, source: str | Path = "COCO file", image_dir: str | Path | None = None
+                  ) -> tuple[dict, dict]:
     """Check a COCO instances dataset and fill the defaults the format defines (module docs).
 
     Args:
         dataset: the parsed JSON (not modified).
         source: the file name, for messages.
+        image_dir: folder ``file_name`` is relative to; an image entry without ``height``/``width`` gets
+            them from its file there (``None``: left as they are).
 
     Returns:
         ``(completed, filled)``: a completed copy, and what was filled or changed (name → count;
@@ -144,9 +154,22 @@ def complete_coco(dataset: dict, source: str | Path = "COCO file") -> tuple[dict
             raise ValueError(f"{src}: images[{i}] needs an 'id' (a number or a string) and a 'file_name'")
         if im["id"] in images:
             raise ValueError(f"{src}: image id {im['id']!r} appears twice in 'images'")
+        as_text = [key for key in ("height", "width") if isinstance(im.get(key), str)]
+        for key in as_text:
+            value = _number(im[key])
+            if value is None or value != int(value) or value < 1:
+                raise ValueError(f"{src}: images[{i}].{key} must be a positive integer, got {im[key]!r}")
+            im[key] = int(value)
+        if as_text:
+            count("height/width (numbers written as text)")
         if "\\" in im["file_name"] and os.sep != "\\":
             im["file_name"] = im["file_name"].replace("\\", "/")
             count("file_name separators")
+        if image_dir is not None and not all(isinstance(im.get(k), int) for k in ("height", "width")):
+            size = image_size(Path(image_dir) / im["file_name"])
+            if size is not None:
+                im["height"], im["width"] = size
+                count("height/width (from the image file)")
         images[im["id"]] = im
     kept, orphans = [], set()
     for i, a in enumerate(anns):
@@ -170,6 +193,13 @@ def complete_coco(dataset: dict, source: str | Path = "COCO file") -> tuple[dict
             a["id"], next_id = next_id, next_id + 1
         used.add(a["id"])
     d["annotations"] = kept
+    used_cats = {a["category_id"] for a in kept}
+    grouping = [c for c in d["categories"] if c["id"] not in used_cats
+                and any(o.get("supercategory") == c["name"] for o in d["categories"] if o is not c)]
+    if grouping:  # e.g. Roboflow's category 0, the dataset's name, parent of every class and never annotated
+        d["categories"] = [c for c in d["categories"] if all(c is not g for g in grouping)]
+        filled[f"categories left out, only the supercategory of others ({', '.join(g['name'] for g in grouping)})"] \
+            = len(grouping)
     return d, filled
 
 
@@ -212,6 +242,19 @@ def _complete_annotation(a: dict, image: dict, where: str, count) -> None:
         count("area (number written as text)")
 
 
+def image_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` of an image file as ovtools decodes it (after EXIF orientation), from its header
+    only; ``None`` when it cannot be opened."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if img.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):  # rotated by 90 degrees
+                w, h = h, w
+    except (OSError, ValueError):
+        return None
+    return int(h), int(w)
+
+
 def coco_index(dataset: dict) -> COCO:
     """A ``pycocotools.coco.COCO`` over an in-memory dataset (no file, no printing)."""
     coco = COCO()
@@ -244,13 +287,13 @@ def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None) 
         raw = json.loads(annotation_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{annotation_file}: not a COCO instances file (not JSON: {e})") from None
-    dataset, filled = complete_coco(raw, annotation_file)
+    base = Path(image_dir) if image_dir is not None else annotation_file.parent
+    dataset, filled = complete_coco(raw, annotation_file, base)
     if filled:
         what = ", ".join(f"{k}: {n}" for k, n in filled.items())
-        warnings.warn(f"{annotation_file}: completed as the COCO format defines ({what} annotations)", UserWarning,
-                      stacklevel=2)
+        warnings.warn(f"{annotation_file}: completed as the COCO format defines ({what}; counts of entries)",
+                      UserWarning, stacklevel=2)
     coco = coco_index(dataset)
-    base = Path(image_dir) if image_dir is not None else annotation_file.parent
     ids = sorted(coco.imgs, key=id_order)
     cat_ids = sorted(coco.cats, key=id_order)
     return CocoData(annotation_file, coco, ids, [base / coco.imgs[i]["file_name"] for i in ids], cat_ids,

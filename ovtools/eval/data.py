@@ -57,8 +57,14 @@ def read_labelled_images(path: str | Path) -> LabelledImages:
     raise ValueError(f"dataset {path}: expected an ImageFolder directory or a .csv file")
 
 
+def name_key(name: str) -> str:
+    """How dataset class names are matched to class-space labels: case-insensitive, ``_`` read as a space,
+    runs of white space as one (``"Traffic_Light"`` matches ``"traffic light"``)."""
+    return " ".join(name.replace("_", " ").split()).casefold()
+
+
 def map_to_space(data: LabelledImages, space_names: list[str]) -> np.ndarray:
-    """Translate dataset class ids to class-space ids by name (case-insensitive).
+    """Translate dataset class ids to class-space ids by name (:func:`name_key`).
 
     Returns:
         int64 (N,) targets indexing ``space_names``.
@@ -66,10 +72,10 @@ def map_to_space(data: LabelledImages, space_names: list[str]) -> np.ndarray:
     Raises:
         ValueError: a dataset class has no class of that name in the space (all such names listed).
     """
-    index = {n.casefold(): i for i, n in enumerate(space_names)}
-    missing = [c for c in data.class_names if c.casefold() not in index]
+    index = {name_key(n): i for i, n in enumerate(space_names)}
+    missing = [c for c in data.class_names if name_key(c) not in index]
     if missing:
         raise ValueError(f"dataset classes not in the class space: {missing[:20]}"
                          f"{' ...' if len(missing) > 20 else ''}; class space has {space_names[:10]} ...")
-    lut = np.array([index[c.casefold()] for c in data.class_names], np.int64)
+    lut = np.array([index[name_key(c)] for c in data.class_names], np.int64)
     return lut[data.targets]

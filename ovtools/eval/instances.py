@@ -30,6 +30,7 @@ from ..prompts import ClassSpace
 from ..structures import masks_to_rle
 from .classification import OnError, Progress, error_entry
 from .coco import coco_detection_metrics
+from .data import name_key
 from .segmentation import ConfusionMatrix, check_segmentations, coco_label_map
 
 
@@ -44,7 +45,8 @@ def check_instances(pipe, data: CocoData) -> dict:
     """Check that ``data`` can be evaluated with ``pipe`` (before any image is encoded).
 
     Returns:
-        ``{class id: category id}`` for the categories of the file, matched by name (case-insensitive).
+        ``{class id: category id}`` for the categories of the file, matched by name
+        (:func:`~ovtools.eval.data.name_key`).
 
     Raises:
         ValueError: a category is not in the class space; the file has no annotation; (segmentation) an
@@ -52,8 +54,8 @@ def check_instances(pipe, data: CocoData) -> dict:
     """
     src = data.annotation_file
     space = pipe.class_space
-    index = {n.casefold(): i for i, n in enumerate(space.names)}
-    missing = [c for c in data.categories if c.casefold() not in index]
+    index = {name_key(n): i for i, n in enumerate(space.names)}
+    missing = [c for c in data.categories if name_key(c) not in index]
     if missing:
         raise ValueError(f"{src}: categories not in the class space {space.name!r}: {missing[:10]}")
     if not data.coco.dataset.get("annotations"):
@@ -64,7 +66,7 @@ def check_instances(pipe, data: CocoData) -> dict:
         raise ValueError(f"{src}: none of its {len(data.paths)} images exists (the first is {data.paths[0]}); "
                          "file_name entries are relative to the JSON's folder unless an image folder is given "
                          "(--image-dir)")
-    return {index[c.casefold()]: cid for c, cid in zip(data.categories, data.category_ids)}
+    return {index[name_key(c)]: cid for c, cid in zip(data.categories, data.category_ids)}
 
 
 def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0, progress: Progress | None = None,
@@ -95,7 +97,7 @@ def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0,
     space = pipe.class_space
     segment = pipe.task == "segment"
     to_class = {cid: k for k, cid in to_cat.items()}
-    index = {n.casefold(): i for i, n in enumerate(space.names)}
+    index = {name_key(n): i for i, n in enumerate(space.names)}
     confusion = ConfusionMatrix(len(space.names)) if segment else None
     rng = np.random.default_rng(seed)
     results, errors, absent_ok, absent_n = [], [], 0, 0
@@ -132,7 +134,7 @@ def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0,
             if candidates:
                 label = candidates[int(rng.integers(len(candidates)))]
                 absent_n += 1
-                absent_ok += len(pipe(image, labels=_single_class(space, index[label.casefold()]))) == 0
+                absent_ok += len(pipe(image, labels=_single_class(space, index[name_key(label)]))) == 0
         if progress is not None:
             progress(1)
     seconds = time.perf_counter() - t0

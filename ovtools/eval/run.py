@@ -72,8 +72,11 @@ def read_dataset(path: str | Path, image_dir: str | Path | None = None) -> Datas
 
 
 def dataset_class_names(data: Dataset) -> list[str]:
-    """The dataset's own class names (folder names, CSV labels, COCO category names, manifest classes)."""
-    return list(data.categories) if isinstance(data, CocoData) else list(data.class_names)
+    """The dataset's own class names (folder names, CSV labels, COCO category names with ``_`` read as a
+    space, manifest classes), e.g. as labels when none are given."""
+    if isinstance(data, CocoData):
+        return [" ".join(c.replace("_", " ").split()) for c in data.categories]
+    return list(data.class_names)
 
 
 def dataset_files(data: Dataset) -> list[Path]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import name_key
 from .segmentation import ConfusionMatrix
 
 
@@ -132,11 +133,11 @@ def evaluate_scenes3d(pipe, path: str | Path | Scenes3DData,
     folder, man, path = data.folder, data.manifest, data.source
     if modes is None:
         modes = ("fusion", "distill", "ensemble") if pipe.config.distill_steps > 0 else ("fusion",)
-    names = [n.casefold() for n in pipe.labels]
-    missing = [c for c in man["class_names"] if c.casefold() not in names]
+    names = [name_key(n) for n in pipe.labels]
+    missing = [c for c in man["class_names"] if name_key(c) not in names]
     if missing:
         raise ValueError(f"classes of {path} not in the class space {pipe.class_space.name!r}: {missing[:10]}")
-    to_space = np.array([names.index(c.casefold()) for c in man["class_names"]], np.int64)
+    to_space = np.array([names.index(name_key(c)) for c in man["class_names"]], np.int64)
     scenes = man["scenes"][:limit] if limit else man["scenes"]
     cms = {m: ConfusionMatrix(len(pipe.labels)) for m in modes}
     seen, t0 = [], time.perf_counter()

@@ -115,6 +115,22 @@ def _variant(d, kind):
         for im in d["images"]:
             im["file_name"] = im["file_name"].replace("/", "\\")
         return d, f"file_name separators: {len(d['images'])}"
+    elif kind == "grouping_category":  # Roboflow: the dataset's name as category 0, parent of all, never used
+        for c in d["categories"]:
+            c["supercategory"] = "my-shapes"
+        d["categories"].insert(0, {"id": 0, "name": "my-shapes", "supercategory": "none"})
+        return d, "categories left out, only the supercategory of others (my-shapes): 1"
+    elif kind == "underscore_names":  # "red_circle" for the class space's "red circle"
+        for c in d["categories"]:
+            c["name"] = c["name"].replace(" ", "_")
+    elif kind == "image_sizes_as_text":
+        for im in d["images"]:
+            im["height"], im["width"] = str(im["height"]), str(im["width"])
+        return d, f"height/width (numbers written as text): {len(d['images'])}"
+    elif kind == "no_image_sizes":
+        for im in d["images"]:
+            del im["height"], im["width"]
+        return d, f"height/width (from the image file): {len(d['images'])}"
     else:
         raise AssertionError(kind)
     return d, None
@@ -122,7 +138,8 @@ def _variant(d, kind):
 
 KINDS = ["string_ids", "numeric_string_ids", "mixed_ids", "no_area_no_iscrowd", "no_annotation_ids",
          "repeated_annotation_ids", "sparse_category_ids", "string_category_ids", "bbox_as_text", "no_bbox",
-         "annotation_of_a_missing_image", "no_info_no_licenses", "windows_file_names"]
+         "annotation_of_a_missing_image", "no_info_no_licenses", "windows_file_names", "grouping_category",
+         "underscore_names", "image_sizes_as_text", "no_image_sizes"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -137,6 +154,22 @@ def test_variant_gives_the_metrics_of_the_original(scenes, original, reference, 
         assert not coco_warnings
     else:
         assert len(coco_warnings) == 1 and warning in coco_warnings[0], coco_warnings
+
+
+def test_image_sizes_read_from_the_files(scenes, original, tmp_path):
+    """Without height/width the masks of a segmentation file still decode at the image's size."""
+    from ovtools.eval.segmentation import check_segmentations, coco_label_map
+
+    d, _ = _variant(original, "no_image_sizes")
+    path = tmp_path / "sizes.json"
+    path.write_text(json.dumps(d))
+    with pytest.warns(UserWarning, match="from the image file"):
+        data = read_coco(path, scenes)
+    check_segmentations(data.coco, str(path))
+    for im in original["images"]:
+        got = data.coco.imgs[im["id"]]
+        assert (got["height"], got["width"]) == (im["height"], im["width"])
+    assert (coco_label_map(data.coco, 1, {c: c for c in data.category_ids}, (96, 96)) >= 0).any()
 
 
 def test_file_names_in_sub_folders_with_an_image_dir(scenes, original, reference, tmp_path):
