@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.readers import read_caption_csv, read_image_folder
+from ..datasets.readers import CaptionData, ImageFolderData, read_caption_csv, read_image_folder
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,17 @@ class LabelledImages:
         return len(self.paths)
 
 
+def as_labelled(data: ImageFolderData | CaptionData) -> LabelledImages:
+    """An ImageFolder or caption-CSV reader object as :class:`LabelledImages` (folder names with ``_`` read as
+    spaces; a CSV's ``label`` column, else its captions, as class names)."""
+    if isinstance(data, ImageFolderData):
+        return LabelledImages(list(data.paths), data.labels, [c.replace("_", " ") for c in data.classes], data.root)
+    names = data.labels if data.labels is not None else data.captions
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    return LabelledImages(list(data.paths), np.array([index[n] for n in names], np.int64), classes, data.csv_path)
+
+
 def read_labelled_images(path: str | Path) -> LabelledImages:
     """Read an ImageFolder tree or a CSV (``filepath,caption[,label]``).
 
@@ -44,14 +55,9 @@ def read_labelled_images(path: str | Path) -> LabelledImages:
     """
     path = Path(path)
     if path.is_dir():
-        d = read_image_folder(path)
-        return LabelledImages(list(d.paths), d.labels, [c.replace("_", " ") for c in d.classes], path)
+        return as_labelled(read_image_folder(path))
     if path.suffix.lower() == ".csv":
-        d = read_caption_csv(path)
-        names = d.labels if d.labels is not None else d.captions
-        classes = sorted(set(names))
-        index = {c: i for i, c in enumerate(classes)}
-        return LabelledImages(list(d.paths), np.array([index[n] for n in names], np.int64), classes, path)
+        return as_labelled(read_caption_csv(path))
     if not path.exists():
         raise FileNotFoundError(f"dataset {path} does not exist")
     raise ValueError(f"dataset {path}: expected an ImageFolder directory or a .csv file")

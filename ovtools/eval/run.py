@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Union
 
 from ..datasets.coco import CocoData, read_coco
+from ..datasets.readers import CaptionData, ImageFolderData
 from .classification import OnError, Progress, evaluate_classification
-from .data import LabelledImages, read_labelled_images
+from .data import LabelledImages, as_labelled, read_labelled_images
 from .instances import evaluate_instances
 from .scenes3d import Scenes3DData, evaluate_scenes3d, read_scenes3d
 
@@ -101,7 +102,8 @@ def evaluate(pipeline, dataset: Dataset | str | Path, *, image_dir: str | Path |
     Args:
         pipeline: a built pipeline (:mod:`ovtools.pipelines`) whose labels contain every class of the dataset
             (matched by name, case-insensitive).
-        dataset: a reader object (:func:`read_dataset`) or a path.
+        dataset: a path or a reader object: :func:`read_dataset`'s, or
+            :class:`~ovtools.datasets.readers.ImageFolderData` / :class:`~ovtools.datasets.readers.CaptionData`.
         image_dir: COCO path only: folder of the images (default: the JSON's folder).
         absent: COCO: also query one absent category per image alone (``absent_label_rejection``).
         seed: COCO: seed for choosing absent categories.
@@ -122,8 +124,11 @@ def evaluate(pipeline, dataset: Dataset | str | Path, *, image_dir: str | Path |
             task does not fit the dataset, or nothing could be read.
     """
     data = read_dataset(dataset, image_dir) if isinstance(dataset, (str, Path)) else dataset
+    if isinstance(data, (ImageFolderData, CaptionData)):
+        data = as_labelled(data)
     if type(data) not in _TASKS:
-        raise TypeError(f"dataset must be a path, LabelledImages, CocoData or Scenes3DData, got {type(data).__name__}")
+        raise TypeError("dataset must be a path or a reader object (ImageFolderData, CaptionData, LabelledImages, "
+                        f"CocoData, Scenes3DData), got {type(data).__name__}")
     task = getattr(pipeline, "task", None)
     if task not in dataset_tasks(data):
         raise ValueError(f"a {type(data).__name__} dataset is evaluated with a {' or '.join(dataset_tasks(data))} "

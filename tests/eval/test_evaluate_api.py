@@ -50,6 +50,9 @@ def test_reader_objects_and_progress(data, classify):
     seen = []
     m = evaluate(classify, ds, progress=seen.append)
     assert sum(seen) == 16 and m["dataset"] == str(data / "a")
+    from ovtools.datasets.readers import read_image_folder
+
+    assert evaluate(classify, read_image_folder(data / "a"))["top1"] == m["top1"]  # the datasets' reader objects
     coco = read_dataset(data / "scenes" / "annotations.json")
     assert dataset_class_names(coco) == coco.categories and len(coco) == 2
 
