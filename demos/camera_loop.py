@@ -13,7 +13,7 @@ the frame), or ``{"frame": i, "image": path, "error": "..."}`` for an unreadable
 frame (the loop goes on; the exit code is then 1).  ``--relabel-every N --relabel
 "a, b"`` alternates between the labels every N frames, to show
 :meth:`DetectPipeline.set_labels` changing classes without a model reload.
-Architectures listed in ``$OVTOOLS_MODEL_CONFIGS`` are registered as in the CLI.
+Architectures listed in ``$OVTOOLS_MODEL_CONFIGS`` are registered by the encoder loader, as in the CLI.
 
 Never imported by the library.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -61,13 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     if not frames:
         print(f"error: no image files in {args.folder}", file=sys.stderr)
         return 2
-    cfgs = os.environ.get("OVTOOLS_MODEL_CONFIGS")
-    if cfgs:
-        import open_clip
-
-        for entry in filter(None, cfgs.split(os.pathsep)):
-            open_clip.add_model_config(entry)
-
     from ovtools.errors import OvtoolsError
     from ovtools.io.writers import detection_record
     from ovtools.pipelines import DetectPipeline

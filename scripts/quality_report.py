@@ -2,7 +2,7 @@
 
     python scripts/quality_report.py [WORKDIR]
 
-Generates held-out data and runs `ovtools datagen`, `ovtools eval` and
+Generates held-out data and measures it with the code behind `ovtools datagen`, `ovtools eval` and
 `ovtools probe` with the shipped ovtools-shapes models (ovtools.eval.report): 2D classification,
 detection and segmentation with `shapes`, 3D segmentation with `shapes3d`.
 """

@@ -2,11 +2,9 @@
 
 * Input expansion: files, folders (``--recursive``), glob patterns.
 * Usage errors: one line on stderr, exit code 2, no traceback.
-* ``OVTOOLS_MODEL_CONFIGS``: an ``os.pathsep``-separated list of folders or
-  JSON files with open_clip architecture configs, passed to
-  ``open_clip.add_model_config`` before any model is built, so that custom
-  architectures can be named with ``--model`` (the tests use it for their tiny
-  random-weight models).
+* ``OVTOOLS_MODEL_CONFIGS``: registered by the encoder loader
+  (:func:`ovtools.encoders.loading.register_model_configs`); commands call it
+  early so that a bad entry is a usage error (exit 2).
 
 Random weights are spelled ``--pretrained none``.
 """
@@ -26,8 +24,6 @@ from rich.console import Console
 from ..io.images import IMAGE_SUFFIXES
 from .progress import stage, stderr
 
-MODEL_CONFIGS_ENV = "OVTOOLS_MODEL_CONFIGS"
-
 stdout = Console(highlight=False, soft_wrap=False)
 
 # ------------------------------------------------------------------------------ errors
@@ -42,32 +38,22 @@ def usage_error(message: str) -> NoReturn:
 
 
 def register_model_configs() -> list[Path]:
-    """Add the architectures named by ``$OVTOOLS_MODEL_CONFIGS`` to open_clip (idempotent).
+    """Add the architectures named by ``$OVTOOLS_MODEL_CONFIGS`` to open_clip (idempotent; see
+    :func:`ovtools.encoders.loading.register_model_configs`, which every model load also calls).
 
     Returns:
         The paths added by this call.
 
     Raises:
-        typer.Exit: (code 2) an entry that does not exist.
+        typer.Exit: (code 2) an entry that does not exist or is not an architecture config.
     """
-    value = os.environ.get(MODEL_CONFIGS_ENV, "")
-    if not value.strip():
-        return []
-    paths = [Path(e).expanduser() for e in value.split(os.pathsep) if e.strip()]
-    for p in paths:  # checked before importing open_clip (and torch): a typo fails fast
-        if not p.exists():
-            usage_error(f"{MODEL_CONFIGS_ENV}: {p} does not exist")
-    import open_clip
-    from open_clip import factory
+    from ..encoders.loading import register_model_configs as register
+    from ..errors import ConfigError
 
-    known = {Path(p).resolve() for p in getattr(factory, "_MODEL_CONFIG_PATHS", [])}
-    added = []
-    for p in paths:
-        if p.resolve() not in known:
-            open_clip.add_model_config(p)
-            known.add(p.resolve())
-            added.append(p)
-    return added
+    try:
+        return register()
+    except ConfigError as e:
+        usage_error(str(e))
 
 
 # ------------------------------------------------------------------------------ inputs

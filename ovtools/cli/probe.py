@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from . import options as opt
 from .app import app
@@ -40,8 +39,8 @@ def probe(inv: Invocation) -> None:
     """
     train, test, output, quiet, seed, trials, preset = (inv.train, inv.test, inv.output, inv.quiet, inv.seed,
                                                          inv.trials, inv.preset)
-    from ..eval import classification_metrics, image_features, linear_probe, sample_k_shot, zero_shot_logits
-    from ..eval.data import map_to_space, read_labelled_images
+    from ..eval.data import read_labelled_images
+    from ..eval.probe import probe_evaluation
     from ..pipelines import ClassifyPipeline
 
     ks = _parse_shots(inv.shots)
@@ -55,44 +54,10 @@ def probe(inv: Invocation) -> None:
     pipe = opt.build_pipeline(ClassifyPipeline, preset if preset is not None else "classify-default", overrides,
                               inv.flags)
     try:
-        y_tr, y_te = map_to_space(tr, pipe.labels), map_to_space(te, pipe.labels)
-    except ValueError as e:
+        result = probe_evaluation(pipe, tr, te, ks, trials, seed, progress=not quiet)
+    except ValueError as e:  # also ImageLoadError
         opt.usage_error(str(e))
-    from ..errors import ImageLoadError
-
-    bs = pipe.settings["batch_size"]
-    try:
-        x_tr = image_features(pipe.encoder, tr.paths, bs, progress=not quiet, desc="train features").numpy()
-        x_te = image_features(pipe.encoder, te.paths, bs, progress=not quiet, desc="test features")
-    except ImageLoadError as e:
-        opt.usage_error(str(e))
-    emb = pipe.embeddings
-    zs = classification_metrics(zero_shot_logits(x_te, emb.classes, pipe.encoder.logit_scale), y_te, pipe.labels)
-    x_te = x_te.numpy()
-    result = {"train": str(train), "test": str(test), "model": pipe.encoder.name,
-              "pretrained": pipe.encoder.pretrained, "templates": emb.templates.name,
-              "zero_shot_top1": zs["top1"], "probes": []}
-    try:
-        full = linear_probe(x_tr, y_tr, x_te, y_te, seed=seed)
-    except ValueError as e:
-        opt.usage_error(f"{train}: {e}")
-    fewest = int(np.bincount(y_tr)[np.unique(y_tr)].min())
-    skipped = [k for k in ks if k > fewest]
-    if skipped:
-        opt.stderr.print(f"--shots {','.join(map(str, skipped))}: skipped, a training class has only {fewest} "
-                         "image(s)", highlight=False)
-        result["skipped_shots"] = skipped
-    for k in (k for k in ks if k <= fewest):
-        accs = []
-        for t in range(trials):
-            idx = sample_k_shot(y_tr, k, seed=seed + t)
-            if len(np.unique(y_tr[idx])) < 2:
-                continue
-            accs.append(linear_probe(x_tr[idx], y_tr[idx], x_te, y_te, seed=seed + t)["test_accuracy"])
-        if accs:
-            result["probes"].append({"shots": k, "test_accuracy": float(np.mean(accs)), "trials": len(accs)})
-    result["probes"].append({"shots": "all", "test_accuracy": full["test_accuracy"], "C": full["C"],
-                             "n_train": full["n_train"]})
+    result.update({"train": str(train), "test": str(test)})  # as given on the command line
     if output is not None:
         from ..io.writers import write_json
 

@@ -14,6 +14,10 @@ connected components per class with axis-aligned 3D boxes, timings);
 
 Exit codes: 0 success (also when nothing was found), 2 usage error (bad option,
 unreadable scene, no labels, missing weights).
+
+The command parses options and calls the library: :class:`~ovtools.pipelines.Segment3DPipeline`
+(labels, queries, :meth:`~ovtools.pipelines.Segment3DPipeline.summary`) and
+:mod:`ovtools.io.pointlabels` (the PLY and ``.npy`` outputs).
 """
 
 from __future__ import annotations
@@ -22,43 +26,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from ..heads.segment3d import Segment3DConfig
 from . import options as opt
 from .app import app
 from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
 from .progress import set_quiet, stage
-
-
-def _heat(values: np.ndarray) -> np.ndarray:
-    """uint8 (N, 3) blue (0) → red (1) colours of values in [0, 1]."""
-    v = np.clip(values, 0, 1)[:, None]
-    return (np.array([[40, 60, 230]]) * (1 - v) + np.array([[230, 40, 40]]) * v).round().astype(np.uint8)
-
-
-def _class_colors(class_id: np.ndarray) -> np.ndarray:
-    from ..io.vis import class_color
-
-    palette = np.array([class_color(i) for i in range(int(class_id.max(initial=-1)) + 1)] + [(60, 60, 60)], np.uint8)
-    return palette[np.where(class_id < 0, len(palette) - 1, class_id)]
-
-
-def _summary(pipe, scene, sf, labels, seconds: float) -> dict:
-    from ..scene3d import connected_instances, instance_boxes
-
-    cfg = pipe.config
-    pts = scene.original_points
-    radius = cfg.instance_radius or 3.0 * sf.spacing
-    inst = connected_instances(pts, labels.class_id, radius, cfg.min_instance_points)
-    boxes = instance_boxes(pts, inst, labels.class_id)
-    for b in boxes:
-        b["class_name"] = labels.class_names[b["label"]] if b.get("label", -1) >= 0 else None
-    return {"scene": str(scene.source), "n_points": len(labels), "n_points_processed": int(len(scene.points)),
-            "model": pipe.encoder.name, "pretrained": pipe.encoder.pretrained, "class_names": labels.class_names,
-            "mode": cfg.mode, "points_per_class": labels.counts(), "n_views": sf.n_views,
-            "seen_fraction": round(float((sf.count > 0).float().mean()), 6), "instances": boxes,
-            "seconds": {**{k: round(v, 3) for k, v in sf.seconds.items()}, "total": round(seconds, 3)}}
 
 
 def segment3d(inv: Invocation) -> None:
@@ -70,6 +43,7 @@ def segment3d(inv: Invocation) -> None:
     output, summary, save_features = inv.output, inv.summary, inv.save_features
     set_quiet(quiet)
     from ..errors import OvtoolsError
+
     if not scene.exists():
         opt.usage_error(f"scene {scene} does not exist")
     if query is not None and not query.strip():
@@ -101,43 +75,28 @@ def segment3d(inv: Invocation) -> None:
 
 
 def _write_outputs(pipe, scene, sf, query, output, summary, save_features, inputs, quiet, t0) -> None:
-    from ..io.ply import PointCloud, write_ply
-    from ..io.writers import atomic_write_bytes, write_json
+    from ..io.pointlabels import write_point_features, write_point_labels, write_relevancy
+    from ..io.writers import write_json
 
-    pts = scene.original_points
     if query is not None:
         rel = pipe.query(sf, query)
         if output is not None:
-            write_ply(output, PointCloud(pts, _heat(rel), fields={"relevancy": rel.astype(np.float32)}),
-                      protect=inputs)
-        doc = {"scene": str(scene.source), "query": query, "n_points": int(len(rel)),
-               "points_relevant": int((rel > 0.5).sum()), "max_relevancy": round(float(rel.max()), 6)}
-        if summary is not None:
-            write_json(summary, doc, inputs)
-        if not quiet:
-            opt.stdout.print_json(json.dumps(doc))
+            write_relevancy(output, scene.original_points, rel, protect=inputs)
+        doc = pipe.query_summary(sf, query, rel)
+        shown = doc
     else:
         labels = pipe(sf)
         if output is not None:
-            write_ply(output, PointCloud(pts, _class_colors(labels.class_id),
-                                         fields={"label": labels.class_id.astype(np.int32),
-                                                 "score": labels.confidence.astype(np.float32)}), protect=inputs)
-        doc = _summary(pipe, scene, sf, labels, time.perf_counter() - t0)
-        if summary is not None:
-            write_json(summary, doc, inputs)
-        if not quiet:
-            shown = {k: v for k, v in doc.items() if k not in ("class_names", "instances")}
-            shown["instances"] = len(doc["instances"])
-            opt.stdout.print_json(json.dumps(shown))
+            write_point_labels(output, scene.original_points, labels, protect=inputs)
+        doc = pipe.summary(sf, labels, seconds=time.perf_counter() - t0)
+        shown = {k: v for k, v in doc.items() if k not in ("class_names", "instances")}
+        shown["instances"] = len(doc["instances"])
+    if summary is not None:
+        write_json(summary, doc, inputs)
+    if not quiet:
+        opt.stdout.print_json(json.dumps(shown))
     if save_features is not None:
-        import io
-
-        # the features that were labelled (the ensemble picks against the class embeddings)
-        feats = sf.select(pipe.config.mode, pipe.embeddings.classes, pipe.encoder.logit_scale) if pipe.labels \
-            else sf.fused
-        buf = io.BytesIO()
-        np.save(buf, feats.cpu().numpy().astype(np.float16)[scene.inverse])
-        atomic_write_bytes(save_features, buf.getvalue(), inputs)
+        write_point_features(save_features, pipe.point_features(sf), inputs)
 
 
 build_command(

@@ -1,4 +1,4 @@
-"""Dataset readers: ImageFolder trees, image-caption CSVs, COCO instance files.
+"""Dataset readers: ImageFolder trees, image-caption CSVs, COCO instance files (:mod:`ovtools.datasets.coco`).
 
 Readers return file paths and labels only; images are decoded by whoever
 consumes them (:func:`ovtools.io.images.load_image`).
@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import IMAGE_SUFFIXES
+from .coco import CocoData, read_coco
+
+__all__ = ["CaptionData", "CocoData", "ImageFolderData", "read_caption_csv", "read_coco", "read_image_folder"]
 
 
 @dataclass(frozen=True)
@@ -116,81 +119,3 @@ def read_caption_csv(path: str | Path) -> CaptionData:
         raise ValueError(f"{path}: no rows")
     return CaptionData(path, paths, captions, labels if has_label else None,
                        image_labels if has_image_labels else None)
-
-
-@dataclass(frozen=True)
-class CocoData:
-    """A COCO instances file and where its images are.
-
-    Attributes:
-        annotation_file: the JSON file.
-        coco: the ``pycocotools.coco.COCO`` index.
-        image_ids: image ids, sorted.
-        paths: image file per id (``file_name`` resolved against ``image_dir``).
-        category_ids: category ids, sorted.
-        categories: category names, in ``category_ids`` order.
-    """
-
-    annotation_file: Path
-    coco: object
-    image_ids: list[int]
-    paths: list[Path]
-    category_ids: list[int]
-    categories: list[str]
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-
-def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None) -> CocoData:
-    """Load COCO instances with pycocotools.
-
-    Args:
-        annotation_file: COCO JSON.
-        image_dir: folder ``file_name`` is relative to (default: the JSON's folder).
-
-    Raises:
-        FileNotFoundError: the JSON does not exist.
-        ValueError: the JSON is not a COCO instances file (names the file).
-    """
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-
-    annotation_file = Path(annotation_file)
-    if not annotation_file.is_file():
-        raise FileNotFoundError(f"COCO annotation file {annotation_file} does not exist")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco = COCO(str(annotation_file))
-    except Exception as e:  # pycocotools asserts, indexes and converts without checks
-        raise ValueError(f"{annotation_file}: not a COCO instances file ({type(e).__name__}: {e})") from None
-    if "images" not in coco.dataset or "categories" not in coco.dataset:
-        raise ValueError(f"{annotation_file}: COCO file needs 'images' and 'categories'")
-    _check_coco(coco.dataset, annotation_file)
-    base = Path(image_dir) if image_dir is not None else annotation_file.parent
-    ids = sorted(coco.getImgIds())
-    cat_ids = sorted(coco.getCatIds())
-    return CocoData(annotation_file, coco, ids, [base / coco.imgs[i]["file_name"] for i in ids], cat_ids,
-                    [coco.cats[c]["name"] for c in cat_ids])
-
-
-def _check_coco(d: dict, path: Path) -> None:
-    """Raise ``ValueError`` naming the file and entry for what pycocotools would choke on later."""
-    cats = set()
-    for i, c in enumerate(d["categories"]):
-        if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str):
-            raise ValueError(f"{path}: categories[{i}] needs an 'id' and a 'name'")
-        cats.add(c["id"])
-    for i, im in enumerate(d["images"]):
-        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-            raise ValueError(f"{path}: images[{i}] needs an 'id' and a 'file_name'")
-    for i, a in enumerate(d.get("annotations", [])):
-        box = a.get("bbox") if isinstance(a, dict) else None
-        if (not isinstance(box, list) or len(box) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-                or box[2] < 0 or box[3] < 0):
-            raise ValueError(f"{path}: annotations[{i}].bbox must be [x, y, w, h] numbers with w, h >= 0, got {box!r}")
-        if a.get("category_id") not in cats:
-            raise ValueError(f"{path}: annotations[{i}].category_id {a.get('category_id')!r} is not in categories")

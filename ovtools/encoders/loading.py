@@ -11,13 +11,18 @@ Three ways to name weights, all through open_clip:
 
 ``pretrained=None`` builds the architecture with random weights (tests,
 benchmarks).  Architectures shipped by ovtools (``model_configs/*.json``) are
-registered with ``open_clip.add_model_config`` on import.
+registered with ``open_clip.add_model_config`` on import; those named by
+``$OVTOOLS_MODEL_CONFIGS`` (an ``os.pathsep``-separated list of folders or JSON
+files, open_clip's architecture format) before every model is built, so the
+Python API and the CLI accept the same ``model`` names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +30,13 @@ from pathlib import Path
 import open_clip
 import torch
 
-from ..errors import UnknownNameError, WeightsUnavailableError, first_line
+from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError, first_line
 from ..resources import checkpoints_dir, model_configs_dir
 
 open_clip.add_model_config(model_configs_dir())
+
+MODEL_CONFIGS_ENV = "OVTOOLS_MODEL_CONFIGS"
+_REGISTERED: set[Path] = set()  # resolved paths added from $OVTOOLS_MODEL_CONFIGS in this process
 
 # Shipped checkpoints, addressed like an open_clip pretrained tag.
 SHIPPED_TAGS: dict[tuple[str, str], str] = {
@@ -108,6 +116,44 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         warnings.warn(f"precision={precision!r}: {reason}; falling back to fp32", UserWarning, stacklevel=3)
         return torch.float32
     return dtype
+
+
+def register_model_configs() -> list[Path]:
+    """Add the architectures named by ``$OVTOOLS_MODEL_CONFIGS`` to open_clip (idempotent).
+
+    The variable lists folders (every ``*.json`` inside) or ``.json`` files, separated by
+    ``os.pathsep`` (``:`` on POSIX, ``;`` on Windows); each file is an open_clip architecture
+    config whose stem becomes a ``model`` name.  :func:`load_clip` (and so every
+    :class:`~ovtools.encoders.CLIPEncoder` and pipeline) calls this first.
+
+    Returns:
+        The paths added by this call (empty when the variable is unset or already registered).
+
+    Raises:
+        ConfigError: an entry does not exist, is neither a folder nor a ``.json`` file, or holds
+            a file that is not valid JSON; the message names the variable and the entry.
+    """
+    value = os.environ.get(MODEL_CONFIGS_ENV, "")
+    paths = [Path(e).expanduser() for e in value.split(os.pathsep) if e.strip()]
+    added = []
+    for p in paths:
+        key = p.resolve()
+        if key in _REGISTERED:
+            continue
+        if not p.exists():
+            raise ConfigError(f"{MODEL_CONFIGS_ENV}: {p} does not exist")
+        if p.is_file() and p.suffix.lower() != ".json":
+            raise ConfigError(f"{MODEL_CONFIGS_ENV}: {p} is not a folder or a .json architecture config")
+        files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+        for f in files:
+            try:
+                json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ConfigError(f"{MODEL_CONFIGS_ENV}: {f} is not a JSON architecture config ({e})") from None
+        open_clip.add_model_config(p)
+        _REGISTERED.add(key)
+        added.append(p)
+    return added
 
 
 def _is_local_file(pretrained: str | None) -> bool:
@@ -215,6 +261,8 @@ def load_clip(
         A :class:`LoadedModel`.
 
     Raises:
+        ConfigError: ``$OVTOOLS_MODEL_CONFIGS`` names a missing or invalid entry
+            (:func:`register_model_configs`).
         UnknownNameError: unknown architecture or pretrained tag (lists valid ones).
         FileNotFoundError: a local checkpoint path does not exist.
         WeightsUnavailableError: the weights are not cached and cannot be downloaded
@@ -225,6 +273,7 @@ def load_clip(
     if pretrained is not None and not isinstance(pretrained, (str, Path)):
         raise TypeError(f"pretrained must be a tag, a checkpoint path or None, got {pretrained!r}")
     pretrained = None if pretrained is None else str(pretrained)
+    register_model_configs()
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     _check_name(model, pretrained)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.readers import read_caption_csv, read_image_folder
+from ..datasets.readers import CaptionData, ImageFolderData, read_caption_csv, read_image_folder
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,27 @@ class LabelledImages:
         paths: image files.
         targets: int64 (N,) class ids into ``class_names``.
         class_names: the dataset's own class names (folder names or CSV labels), sorted.
+        source: the folder or CSV read (``None`` when built in memory).
     """
 
     paths: list[Path]
     targets: np.ndarray
     class_names: list[str]
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def as_labelled(data: ImageFolderData | CaptionData) -> LabelledImages:
+    """An ImageFolder or caption-CSV reader object as :class:`LabelledImages` (folder names with ``_`` read as
+    spaces; a CSV's ``label`` column, else its captions, as class names)."""
+    if isinstance(data, ImageFolderData):
+        return LabelledImages(list(data.paths), data.labels, [c.replace("_", " ") for c in data.classes], data.root)
+    names = data.labels if data.labels is not None else data.captions
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    return LabelledImages(list(data.paths), np.array([index[n] for n in names], np.int64), classes, data.csv_path)
 
 
 def read_labelled_images(path: str | Path) -> LabelledImages:
@@ -39,21 +55,22 @@ def read_labelled_images(path: str | Path) -> LabelledImages:
     """
     path = Path(path)
     if path.is_dir():
-        d = read_image_folder(path)
-        return LabelledImages(list(d.paths), d.labels, [c.replace("_", " ") for c in d.classes])
+        return as_labelled(read_image_folder(path))
     if path.suffix.lower() == ".csv":
-        d = read_caption_csv(path)
-        names = d.labels if d.labels is not None else d.captions
-        classes = sorted(set(names))
-        index = {c: i for i, c in enumerate(classes)}
-        return LabelledImages(list(d.paths), np.array([index[n] for n in names], np.int64), classes)
+        return as_labelled(read_caption_csv(path))
     if not path.exists():
         raise FileNotFoundError(f"dataset {path} does not exist")
     raise ValueError(f"dataset {path}: expected an ImageFolder directory or a .csv file")
 
 
+def name_key(name: str) -> str:
+    """How dataset class names are matched to class-space labels: case-insensitive, ``_`` read as a space,
+    runs of white space as one (``"Traffic_Light"`` matches ``"traffic light"``)."""
+    return " ".join(name.replace("_", " ").split()).casefold()
+
+
 def map_to_space(data: LabelledImages, space_names: list[str]) -> np.ndarray:
-    """Translate dataset class ids to class-space ids by name (case-insensitive).
+    """Translate dataset class ids to class-space ids by name (:func:`name_key`).
 
     Returns:
         int64 (N,) targets indexing ``space_names``.
@@ -61,10 +78,10 @@ def map_to_space(data: LabelledImages, space_names: list[str]) -> np.ndarray:
     Raises:
         ValueError: a dataset class has no class of that name in the space (all such names listed).
     """
-    index = {n.casefold(): i for i, n in enumerate(space_names)}
-    missing = [c for c in data.class_names if c.casefold() not in index]
+    index = {name_key(n): i for i, n in enumerate(space_names)}
+    missing = [c for c in data.class_names if name_key(c) not in index]
     if missing:
         raise ValueError(f"dataset classes not in the class space: {missing[:20]}"
                          f"{' ...' if len(missing) > 20 else ''}; class space has {space_names[:10]} ...")
-    lut = np.array([index[c.casefold()] for c in data.class_names], np.int64)
+    lut = np.array([index[name_key(c)] for c in data.class_names], np.int64)
     return lut[data.targets]

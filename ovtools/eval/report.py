@@ -1,9 +1,10 @@
-"""The evaluation-world quality report: every figure measured by the user-facing commands.
+"""The evaluation-world quality report: every figure measured with the code behind the user-facing commands.
 
-:func:`shapes_quality` generates held-out data with ``ovtools datagen`` (seeds
-that training never used), then runs ``ovtools eval`` and ``ovtools probe`` on it
-with the shipped ``ovtools-shapes`` model, exactly as a user would, and reads
-the JSON they write.  ``scripts/quality_report.py`` prints the result as a
+:func:`shapes_quality` generates held-out data (what ``ovtools datagen`` writes, seeds
+that training never used), then measures the shipped ``ovtools-shapes`` model on it with
+the presets' pipelines and the functions behind ``ovtools eval`` and ``ovtools probe``
+(:func:`~ovtools.eval.run.evaluate`, :func:`~ovtools.eval.probe.probe_evaluation`), so the
+figures are the ones a user gets.  ``scripts/quality_report.py`` prints the result as a
 markdown table (the one in the README); ``tests/quality`` asserts the targets.
 """
 
@@ -14,34 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..datasets.export import write_classification, write_scenes
+from ..datasets.scenes3d import write_scenes3d
+from ..pipelines import ClassifyPipeline, DetectPipeline, Segment3DPipeline, SegmentPipeline
+from .probe import probe_evaluation
+from .run import evaluate
+
 HELD_OUT_SEED = 2000  # training uses seed 0 (scripts/train_shapes_model.sh); tuning used 1000-1999
-
-
-def run_cli(args: list[str]) -> None:
-    """Run an ``ovtools`` command in this process.
-
-    Raises:
-        RuntimeError: the command exited with a non-zero code (the code and arguments are named).
-    """
-    import typer.main
-
-    from ..cli import app
-
-    command = typer.main.get_command(app)
-    try:
-        code = command.main([str(a) for a in args], prog_name="ovtools", standalone_mode=False)
-        if isinstance(code, int) and code != 0:  # click returns an Exit's code without standalone mode
-            raise RuntimeError(f"`ovtools {' '.join(map(str, args))}` exited with code {code}")
-    except SystemExit as e:  # typer.Exit is turned into SystemExit by click for non-zero codes
-        if e.code not in (0, None):
-            raise RuntimeError(f"`ovtools {' '.join(map(str, args))}` exited with code {e.code}") from None
-    except RuntimeError:
-        raise
-    except Exception as e:
-        code = getattr(e, "exit_code", None)
-        if code in (0, None) and type(e).__name__ == "Exit":
-            return
-        raise RuntimeError(f"`ovtools {' '.join(map(str, args))}` failed: {e}") from e
 
 
 @dataclass
@@ -73,62 +53,48 @@ def shapes_quality(workdir: str | Path, sizes: QualitySizes | None = None, seed:
         seed: base seed of the held-out data (must differ from the training seed 0).
 
     Returns:
-        ``{"zero_shot": {template set: eval JSON}, "probe": probe JSON,
-        "detection": {scoring: eval JSON}, "segmentation": {scoring: eval JSON}, "segmentation3d": eval
-        JSON, "seconds": {...}}``.
+        ``{"zero_shot": {template set: metrics}, "probe": probe result, "detection": {scoring: metrics},
+        "segmentation": {scoring: metrics}, "segmentation3d": metrics, "seconds": {...}}``: the documents
+        ``ovtools eval`` / ``ovtools probe`` print.
 
     Raises:
-        RuntimeError: a command failed.
+        ValueError, FileNotFoundError: a measurement could not run (see :func:`~ovtools.eval.run.evaluate`).
     """
     sizes = sizes or QualitySizes()
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     out: dict = {"zero_shot": {}, "detection": {}, "segmentation": {}, "seconds": {}}
     t0 = time.perf_counter()
-    run_cli(["datagen", work / "test", "--kind", "classification", "--n", sizes.classify_images,
-             "--seed", seed])
-    run_cli(["datagen", work / "train", "--kind", "classification", "--n", sizes.probe_train_images,
-             "--seed", seed + 1])
-    run_cli(["datagen", work / "scenes", "--kind", "scenes", "--n", sizes.scenes, "--seed", seed + 2,
-             "--min-objects", 3, "--max-objects", 6])
+    write_classification(work / "test", sizes.classify_images, seed)
+    write_classification(work / "train", sizes.probe_train_images, seed + 1)
+    write_scenes(work / "scenes", sizes.scenes, seed + 2, min_objects=3, max_objects=6)
     out["seconds"]["datagen"] = time.perf_counter() - t0
     for tset in sizes.template_sets:
         t0 = time.perf_counter()
-        path = work / f"zeroshot-{tset}.json"
-        run_cli(["eval", work / "test", "--preset", "classify-shapes", "--templates", tset, "-o", path, "-q"])
-        out["zero_shot"][tset] = _read(path)
+        out["zero_shot"][tset] = evaluate(ClassifyPipeline("classify-shapes", templates=tset), work / "test")
         out["seconds"][f"zeroshot-{tset}"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    path = work / "probe.json"
-    run_cli(["probe", work / "train", work / "test", "--preset", "classify-shapes", "--shots", "1,4,16",
-             "--trials", 1, "-o", path, "-q"])
-    out["probe"] = _read(path)
+    out["probe"] = probe_evaluation(ClassifyPipeline("classify-shapes"), work / "train", work / "test",
+                                    shots=(1, 4, 16), trials=1)
     out["seconds"]["probe"] = time.perf_counter() - t0
     for scoring in sizes.scorings:
         t0 = time.perf_counter()
-        path = work / f"detect-{scoring}.json"
-        run_cli(["eval", work / "scenes" / "annotations.json", "--preset", "detect-shapes", "--scoring", scoring,
-                 "-o", path, "-q"])
-        out["detection"][scoring] = _read(path)
+        out["detection"][scoring] = evaluate(DetectPipeline("detect-shapes", scoring=scoring),
+                                             work / "scenes" / "annotations.json")
         out["seconds"][f"detect-{scoring}"] = time.perf_counter() - t0
     if sizes.segment_scorings:
         seg = work / f"scenes-{sizes.segment_scenes}.json"
         _subset_coco(work / "scenes" / "annotations.json", seg, sizes.segment_scenes)
     for scoring in sizes.segment_scorings:
         t0 = time.perf_counter()
-        path = work / f"segment-{scoring}.json"
-        absent = "--absent" if scoring == "crop" else "--no-absent"  # the absent check once, for the target mode
-        run_cli(["eval", seg, "--image-dir", work / "scenes", "--preset", "segment-shapes", "--scoring", scoring,
-                 absent, "-o", path, "-q"])
-        out["segmentation"][scoring] = _read(path)
+        # the absent check once, for the target mode
+        out["segmentation"][scoring] = evaluate(SegmentPipeline("segment-shapes", scoring=scoring), seg,
+                                                image_dir=work / "scenes", absent=scoring == "crop")
         out["seconds"][f"segment-{scoring}"] = time.perf_counter() - t0
     if sizes.scenes3d:
         t0 = time.perf_counter()
-        run_cli(["datagen", work / "scenes3d", "--kind", "scenes3d", "--n", sizes.scenes3d, "--seed", seed + 1000,
-                 "--points", sizes.points3d])
-        path = work / "segment3d.json"
-        run_cli(["eval", work / "scenes3d", "--preset", "segment3d-shapes", "-o", path, "-q"])
-        out["segmentation3d"] = _read(path)
+        write_scenes3d(work / "scenes3d", sizes.scenes3d, seed + 1000, points=sizes.points3d)
+        out["segmentation3d"] = evaluate(Segment3DPipeline("segment3d-shapes"), work / "scenes3d")
         out["seconds"]["segment3d"] = time.perf_counter() - t0
     return out
 

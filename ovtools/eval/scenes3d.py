@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .data import name_key
 from .segmentation import ConfusionMatrix
 
 
@@ -54,6 +57,44 @@ def read_manifest(path: str | Path) -> tuple[Path, dict]:
     return f.parent, d
 
 
+@dataclass(frozen=True)
+class Scenes3DData:
+    """A 3D world folder: its manifest and the scene files it lists.
+
+    Attributes:
+        source: the path given (folder or ``scenes3d.json``).
+        folder: the folder holding the manifest.
+        manifest: the parsed ``scenes3d.json`` (checked by :func:`read_manifest`).
+    """
+
+    source: Path
+    folder: Path
+    manifest: dict
+
+    @property
+    def class_names(self) -> list[str]:
+        """The manifest's ``class_names`` (ground-truth ``class_id`` indexes them)."""
+        return list(self.manifest["class_names"])
+
+    @property
+    def files(self) -> list[Path]:
+        """The manifest and every scene file (inputs an output must not overwrite)."""
+        return [self.folder / "scenes3d.json", *(self.folder / s["file"] for s in self.manifest["scenes"])]
+
+    def __len__(self) -> int:
+        return len(self.manifest["scenes"])
+
+
+def read_scenes3d(path: str | Path) -> Scenes3DData:
+    """:class:`Scenes3DData` of a ``scenes3d.json`` file or the folder holding it.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`read_manifest`.
+    """
+    folder, man = read_manifest(path)
+    return Scenes3DData(Path(path), folder, man)
+
+
 def _ground_truth(scene, path: Path, n_classes: int) -> np.ndarray:
     """int64 (N,) ground-truth class ids of a scene's PLY (checked: integers in [-1, n_classes))."""
     if "class_id" not in scene.fields:
@@ -66,31 +107,37 @@ def _ground_truth(scene, path: Path, n_classes: int) -> np.ndarray:
     return gt.astype(np.int64)
 
 
-def evaluate_scenes3d(pipe, path: str | Path, modes: tuple[str, ...] = ("fusion", "distill", "ensemble"),
-                      limit: int | None = None, progress=None, task=None) -> dict:
+def evaluate_scenes3d(pipe, path: str | Path | Scenes3DData,
+                      modes: tuple[str, ...] | None = ("fusion", "distill", "ensemble"), limit: int | None = None,
+                      progress: Callable[[int], None] | None = None) -> dict:
     """3D mIoU of a :class:`~ovtools.pipelines.Segment3DPipeline` per mode.
 
     Args:
         pipe: the pipeline (its labels must contain every class of the manifest, by name).
-        path: manifest or folder.
-        modes: modes to score (each needs distillation except ``"fusion"``).
+        path: manifest, folder, or :class:`Scenes3DData`.
+        modes: modes to score (each needs distillation except ``"fusion"``); ``None``: every mode the
+            pipeline can run (only ``"fusion"`` when ``distill_steps`` is 0).
         limit: evaluate only the first ``limit`` scenes.
-        progress, task: optional rich progress bar and task, advanced per scene.
+        progress: called with 1 after each scene.
 
     Returns:
         ``{"task": "segmentation3d", "n_scenes", "modes": {mode: {"mIoU", "per_class_IoU",
         "point_accuracy", ...}}, "seconds_per_scene", "seen_fraction"}``.
 
     Raises:
+        FileNotFoundError, ValueError: see :func:`read_manifest`.
         ValueError: a manifest class missing from the pipeline's labels, or a scene without a valid
             integer ``class_id`` property.
     """
-    folder, man = read_manifest(path)
-    names = [n.casefold() for n in pipe.labels]
-    missing = [c for c in man["class_names"] if c.casefold() not in names]
+    data = path if isinstance(path, Scenes3DData) else read_scenes3d(path)
+    folder, man, path = data.folder, data.manifest, data.source
+    if modes is None:
+        modes = ("fusion", "distill", "ensemble") if pipe.config.distill_steps > 0 else ("fusion",)
+    names = [name_key(n) for n in pipe.labels]
+    missing = [c for c in man["class_names"] if name_key(c) not in names]
     if missing:
         raise ValueError(f"classes of {path} not in the class space {pipe.class_space.name!r}: {missing[:10]}")
-    to_space = np.array([names.index(c.casefold()) for c in man["class_names"]], np.int64)
+    to_space = np.array([names.index(name_key(c)) for c in man["class_names"]], np.int64)
     scenes = man["scenes"][:limit] if limit else man["scenes"]
     cms = {m: ConfusionMatrix(len(pipe.labels)) for m in modes}
     seen, t0 = [], time.perf_counter()
@@ -105,7 +152,7 @@ def evaluate_scenes3d(pipe, path: str | Path, modes: tuple[str, ...] = ("fusion"
             pred = pipe(sf, mode=m).class_id
             cms[m].update(gt_space[keep], pred[keep])
         if progress is not None:
-            progress.advance(task)
+            progress(1)
     out = {"task": "segmentation3d", "n_scenes": len(scenes), "modes": {}}
     for m, cm in cms.items():
         r = cm.metrics(pipe.labels)

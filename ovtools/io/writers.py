@@ -235,7 +235,9 @@ def to_coco_results(records: Sequence[dict], category_ids: Sequence[int]) -> tup
     """Detection records (see :func:`detection_record`) → COCO results and COCO ``images``.
 
     Args:
-        records: detection records in run order.
+        records: detection records in run order; a record's ``"image_id"`` (any JSON number or string), when
+            given, is the image's id unchanged; otherwise the id comes from the file name
+            (:func:`coco_image_id`).
         category_ids: COCO category id of each class id.
 
     Returns:
@@ -246,12 +248,16 @@ def to_coco_results(records: Sequence[dict], category_ids: Sequence[int]) -> tup
     """
     results: list[dict] = []
     images: list[dict] = []
-    used: set[int] = set()
+    given = [rec["image_id"] for rec in records if rec.get("image_id") is not None]
+    used: set = set(given)
     for i, rec in enumerate(records):
-        image_id = coco_image_id(rec["image"], i, used)
-        if image_id in used:  # a numeric stem collided with an index-based id
-            image_id = max(used) + 1
-        used.add(image_id)
+        if rec.get("image_id") is not None:  # an id the caller knows (e.g. from a COCO file): kept unchanged
+            image_id = rec["image_id"]
+        else:
+            image_id = coco_image_id(rec["image"], i, used)
+            if image_id in used:  # a numeric stem collided with an index-based id
+                image_id = max((u for u in used if isinstance(u, int)), default=0) + 1
+            used.add(image_id)
         h, w = rec.get("image_size") or (0, 0)
         images.append({"id": image_id, "file_name": str(rec["image"]), "height": int(h), "width": int(w)})
         for d in rec["detections"]:
@@ -288,17 +294,39 @@ def write_coco_results(path: str | Path, records: Sequence[dict], class_names: S
     Raises:
         OutputPathError: either file is an input or a folder.
     """
+    cat_ids = coco_category_ids(class_names, space_name)
+    results, images = to_coco_results(records, cat_ids)
+    categories = [{"id": c, "name": n, "supercategory": "object"} for c, n in zip(cat_ids, class_names)]
+    return write_coco_detections(path, results, images, categories, inputs, "ovtools detections (no ground truth)")
+
+
+def write_coco_detections(path: str | Path, results: Sequence[dict], images: Sequence[dict],
+                          categories: Sequence[dict], inputs: Iterable[str | Path] = (),
+                          description: str = "ovtools detections") -> tuple[Path, Path]:
+    """Write COCO results (a JSON list) and the dataset header beside them (``dets.categories.json``).
+
+    Ids are written exactly as given (numbers or strings), so results on a user's COCO file keep that
+    file's image and category ids.
+
+    Args:
+        path: results file, e.g. ``dets.json``.
+        results: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"[, "segmentation"]}]``.
+        images: COCO ``images`` entries (``id``, ``file_name``, ``height``, ``width``).
+        categories: COCO ``categories`` entries (``id``, ``name``, ...).
+        inputs: input files that must not be overwritten.
+        description: the header's ``info.description``.
+
+    Returns:
+        ``(results_path, header_path)``.
+
+    Raises:
+        OutputPathError: either file is an input or a folder.
+    """
     inputs = list(inputs)
     header_path = check_output_path(coco_header_path(path), inputs)
     check_output_path(path, inputs)
-    cat_ids = coco_category_ids(class_names, space_name)
-    results, images = to_coco_results(records, cat_ids)
-    header = {
-        "info": {"description": "ovtools detections (no ground truth)"},
-        "images": images,
-        "annotations": [],
-        "categories": [{"id": c, "name": n, "supercategory": "object"} for c, n in zip(cat_ids, class_names)],
-    }
+    header = {"info": {"description": description}, "images": list(images), "annotations": [],
+              "categories": list(categories)}
     write_json(header_path, header, inputs)
-    write_json(path, results, inputs)
+    write_json(path, list(results), inputs)
     return Path(path), header_path

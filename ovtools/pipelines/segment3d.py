@@ -154,3 +154,88 @@ class Segment3DPipeline(Pipeline):
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
         emb = self.embed(ClassSpace.from_names([phrase.strip()]))
         return self.head.relevancy(sf, emb, mode)
+
+    # ------------------------------------------------------------------ summaries
+    def instances(self, scene, labels: PointLabels) -> list[dict]:
+        """Instances of labelled points: connected components per class with axis-aligned 3D boxes.
+
+        Points of one class closer than ``instance_radius`` (default 3 × the point spacing) are one
+        instance; instances smaller than ``min_instance_points`` are left out
+        (:func:`~ovtools.scene3d.connected_instances`, :func:`~ovtools.scene3d.instance_boxes`).
+
+        Args:
+            scene: :class:`~ovtools.heads.segment3d.SceneFeatures` (or anything :meth:`features` takes).
+            labels: the scene's :class:`~ovtools.structures.PointLabels` (N = input points).
+
+        Returns:
+            ``[{"label", "class_name", "n_points", "min", "max", "centre", "size", ...}]``; boxes in the
+            input's coordinates (metres).
+        """
+        from ..heads.segment3d import SceneFeatures
+        from ..scene3d import connected_instances, instance_boxes
+
+        sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
+        cfg = self.config
+        pts = sf.scene.original_points
+        radius = cfg.instance_radius or 3.0 * sf.spacing
+        inst = connected_instances(pts, labels.class_id, radius, cfg.min_instance_points)
+        boxes = instance_boxes(pts, inst, labels.class_id)
+        for b in boxes:
+            b["class_name"] = labels.class_names[b["label"]] if b.get("label", -1) >= 0 else None
+        return boxes
+
+    def summary(self, scene, labels: PointLabels, seconds: float | None = None, mode: str | None = None) -> dict:
+        """The JSON summary of a labelled scene (what ``ovtools segment3d --summary`` writes).
+
+        Args:
+            scene: :class:`~ovtools.heads.segment3d.SceneFeatures` (or anything :meth:`features` takes).
+            labels: its :class:`~ovtools.structures.PointLabels`.
+            seconds: total wall time to report (default: the sum of the feature stages).
+            mode: the mode ``labels`` were computed with (default: the ``mode`` setting).
+
+        Returns:
+            ``{"scene", "n_points", "n_points_processed", "model", "pretrained", "class_names", "mode",
+            "points_per_class", "n_views", "seen_fraction", "instances" (:meth:`instances`),
+            "seconds": {stage: s, "total": s}}``.
+        """
+        from ..heads.segment3d import SceneFeatures
+
+        sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
+        total = sum(sf.seconds.values()) if seconds is None else seconds
+        return {"scene": str(sf.scene.source), "n_points": len(labels), "n_points_processed": int(len(sf.scene.points)),
+                "model": self.encoder.name, "pretrained": self.encoder.pretrained, "class_names": labels.class_names,
+                "mode": mode or self.config.mode, "points_per_class": labels.counts(), "n_views": sf.n_views,
+                "seen_fraction": round(float((sf.count > 0).float().mean()), 6),
+                "instances": self.instances(sf, labels),
+                "seconds": {**{k: round(v, 3) for k, v in sf.seconds.items()}, "total": round(total, 3)}}
+
+    @staticmethod
+    def query_summary(scene, phrase: str, relevancy: np.ndarray) -> dict:
+        """The JSON summary of a relevancy query (what ``ovtools segment3d --query`` prints).
+
+        Args:
+            scene: :class:`~ovtools.heads.segment3d.SceneFeatures` or a Scene3DInput (for its ``source``).
+            phrase: the query.
+            relevancy: float (N,) from :meth:`query`.
+
+        Returns:
+            ``{"scene", "query", "n_points", "points_relevant" (relevancy > 0.5), "max_relevancy"}``.
+        """
+        source = getattr(scene, "scene", scene).source
+        return {"scene": str(source), "query": phrase, "n_points": int(len(relevancy)),
+                "points_relevant": int((relevancy > 0.5).sum()), "max_relevancy": round(float(relevancy.max()), 6)}
+
+    def point_features(self, scene, mode: str | None = None) -> np.ndarray:
+        """float16 (N, D) features of every input point: those the labels are computed from (``ensemble``
+        picks per point against the current class embeddings; without labels, the fused features).
+
+        Args:
+            scene: :class:`~ovtools.heads.segment3d.SceneFeatures` (or anything :meth:`features` takes).
+            mode: ``"fusion"``, ``"distill"`` or ``"ensemble"`` (default: the ``mode`` setting).
+        """
+        from ..heads.segment3d import SceneFeatures
+
+        sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
+        feats = sf.select(mode or self.config.mode, self.embeddings.classes, self.encoder.logit_scale) \
+            if self.labels else sf.fused
+        return feats.cpu().numpy().astype(np.float16)[sf.scene.inverse]

@@ -22,7 +22,7 @@ from ovtools.datasets.views3d import (
     write_scene_rgbd,
     write_views3d,
 )
-from ovtools.eval.report import run_cli
+from ovtools.cli.inprocess import run_cli
 from ovtools.prompts import ClassSpace
 from ovtools.scene3d import (
     RGBDFolder,

@@ -122,6 +122,30 @@ def test_coco_results_load_with_pycocotools(tmp_path, dets):
     assert {c["name"] for c in gt.loadCats(gt.getCatIds())} == {"man in red shirt", "dog"}
 
 
+def test_coco_results_keep_given_image_ids(tmp_path, dets):
+    """A record's own image id (a COCO file's string or numeric-string id) is written unchanged, in the results
+    and in the header, and other records do not collide with it."""
+    from ovtools.datasets.coco import read_coco
+    from ovtools.eval import coco_detection_metrics
+
+    records = [{**detection_record("0000001_02999_d_0000005.jpg", dets), "image_id": "0000001_02999_d_0000005"},
+               {**detection_record("7.jpg", dets), "image_id": "7"},
+               detection_record("000000000007.jpg", dets)]
+    res_path, header_path = write_coco_results(tmp_path / "dets.json", records, dets.class_names)
+    ids = [r["image_id"] for r in json.loads(res_path.read_text())]
+    assert ids == ["0000001_02999_d_0000005"] * 2 + ["7"] * 2 + [7] * 2
+    header = json.loads(header_path.read_text())
+    assert [im["id"] for im in header["images"]] == ["0000001_02999_d_0000005", "7", 7]
+    # the header works as ground truth for its own results: every id matches its own image
+    header["annotations"] = [{"id": i + 1, "image_id": r["image_id"], "category_id": r["category_id"],
+                              "bbox": r["bbox"], "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0}
+                             for i, r in enumerate(json.loads(res_path.read_text()))]
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(header))
+    m = coco_detection_metrics(read_coco(gt_path).coco, json.loads(res_path.read_text()))
+    assert m["AP"] == pytest.approx(1.0)
+
+
 def test_coco_space_uses_official_ids(tmp_path):
     from ovtools.prompts import ClassSpace
 

@@ -1,0 +1,86 @@
+"""Zero-shot classification evaluation of a :class:`~ovtools.pipelines.ClassifyPipeline` on labelled images.
+
+The pipeline classifies every image of an ImageFolder tree or image-caption CSV
+(:mod:`ovtools.eval.data`) in batches; dataset classes are matched to the
+pipeline's class space by name; metrics are :func:`~ovtools.eval.zeroshot.classification_metrics`
+(top-1, top-5, mean per-class recall; CLIP paper §3.1).  Unreadable images are
+reported and skipped, as in every batch run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..io.images import LoadedImage, load_image
+from .data import LabelledImages, map_to_space
+from .zeroshot import classification_metrics
+
+Progress = Callable[[int], None]
+OnError = Callable[[dict], None]
+
+
+def error_entry(path: str | Path, error: BaseException | str) -> dict:
+    """The ``errors`` entry of a skipped image: ``{"image": path, "error": reason}`` (the reason without
+    a leading ``"<path>: "``, which :class:`~ovtools.errors.ImageLoadError` messages carry)."""
+    msg = str(error)
+    prefix = f"{path}: "
+    return {"image": str(path), "error": msg[len(prefix):] if msg.startswith(prefix) else msg}
+
+
+def loaded_batches(paths: Sequence[Path], batch_size: int, max_side: int | None, errors: list[dict],
+                   progress: Progress | None = None,
+                   on_error: OnError | None = None) -> Iterator[list[tuple[int, LoadedImage]]]:
+    """Decode ``paths`` in chunks of ``batch_size``; an unreadable file is appended to ``errors`` (and passed to
+    ``on_error``) and counted on ``progress``; the caller counts the rest.
+
+    Yields:
+        Non-empty lists of ``(index into paths, LoadedImage)``.
+    """
+    for start in range(0, len(paths), batch_size):
+        loaded = []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                loaded.append((i, load_image(paths[i], max_side)))
+            except Exception as e:  # noqa: BLE001 - ImageLoadError, or anything else a broken file triggers
+                errors.append(error_entry(paths[i], e))
+                if on_error is not None:
+                    on_error(errors[-1])
+                if progress is not None:
+                    progress(1)
+        if loaded:
+            yield loaded
+
+
+def evaluate_classification(pipe, data: LabelledImages, progress: Progress | None = None,
+                            on_error: OnError | None = None) -> dict:
+    """Top-1 / top-5 / mean per-class recall of a classification pipeline on labelled images.
+
+    Args:
+        pipe: a :class:`~ovtools.pipelines.ClassifyPipeline` (batch size and ``max_side`` from its settings).
+        data: the images and their classes (:func:`~ovtools.eval.data.read_labelled_images`).
+        progress: called with the number of images just finished (read or skipped).
+        on_error: called with each ``errors`` entry as it happens.
+
+    Returns:
+        ``{"task": "zeroshot_classification", "n", "top1", "top5", "mean_per_class_recall",
+        "per_class_recall", "errors": [{"image", "error"}]}``.
+
+    Raises:
+        ValueError: a dataset class is not in the pipeline's class space, or no image could be read.
+    """
+    targets = map_to_space(data, pipe.labels)
+    logits, kept, errors = [], [], []
+    for loaded in loaded_batches(data.paths, pipe.settings["batch_size"], pipe.settings["max_side"], errors,
+                                 progress, on_error):
+        res = pipe.classify_batch([im for _, im in loaded])
+        logits.append(res.logits)
+        kept.extend(i for i, _ in loaded)
+        if progress is not None:
+            progress(len(loaded))
+    if not kept:
+        raise ValueError(f"{data.source or 'dataset'}: no image could be read")
+    m = classification_metrics(np.concatenate(logits), targets[kept], pipe.labels)
+    return {"task": "zeroshot_classification", **m, "errors": errors}
