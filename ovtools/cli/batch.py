@@ -26,16 +26,15 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
         pipe: a detection or segmentation pipeline (``pipe(LoadedImage) -> Detections``).
         files: readable-looking input files.
         problems: inputs already known to be bad, ``(name, reason)``, reported first.
-        command: progress-bar label.
+        command: the task (``"detect"`` or ``"segment"``), also the progress-bar label.
         savers: ``(option, targets, render)`` per PNG output (one target per file); the
             PNG written by ``render(image, det, target, files)``.
 
     Returns:
-        ``(records, errors)``: detection records (:func:`ovtools.io.writers.detection_record`)
+        ``(records, errors)``: detection records (:func:`ovtools.engine.records.process_image`)
         of the images that worked, and ``{"image", "error"}`` entries of those that did not.
     """
-    from ..io.images import load_image
-    from ..io.writers import detection_record
+    from ..engine.records import process_image
 
     records: list[dict] = []
     errors: list[dict] = []
@@ -45,16 +44,15 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
             errors.append(opt.report_failure(progress, name, reason))
         for i, f in enumerate(files):
             try:
-                im = load_image(f, pipe.settings["max_side"])
-                det = pipe(im)
+                done = process_image(pipe, command, f)  # the same row builder as the batch engines
             except Exception as e:  # ImageLoadError, or anything a broken file triggers: skip it
                 errors.append(opt.report_failure(progress, f, e))
                 progress.advance(task)
                 continue
-            records.append(detection_record(f, det, im.original_size))
+            records.append(done.record)
             for option, targets, render in savers:
                 try:
-                    render(im, det, targets[i], files)
+                    render(done.loaded, done.result, targets[i], files)
                 except (OSError, ValueError) as e:
                     errors.append(opt.report_failure(progress, f, f"cannot write {option} {targets[i]}: {e}"))
             progress.advance(task)

@@ -74,6 +74,9 @@ def detect(
     cache_dir: opt.CacheDir = None,
     no_cache: opt.NoCache = False,
     quiet: opt.Quiet = False,
+    engine: Annotated[Optional[str], typer.Option(
+        "--engine", help="Stream one row per image into --output (.jsonl or .parquet) with the local engine or "
+        "on Ray (local | ray; see ovtools.engine.EngineConfig).", show_default=False)] = None,
 ) -> None:
     """Detect objects described by LABELS (or a class space) in images.
 
@@ -98,6 +101,19 @@ def detect(
                        ("nms_iou", nms_iou), ("max_detections", max_detections), ("crop_batch_size", batch_size)):
         if value is not None:
             overrides[key] = value
+    if engine is not None:  # provisional wiring until the options are derived from EngineConfig
+        from ..engine import EngineConfig, run_batch
+        from ..errors import OvtoolsError
+
+        if output is None:
+            opt.usage_error("--engine needs --output (a .jsonl or .parquet file)")
+        try:
+            done = run_batch("detect", images, output, preset=preset or "detect-default", overrides=overrides,
+                             config=EngineConfig(engine=engine), recursive=recursive)
+        except (OvtoolsError, ValueError, TypeError) as e:
+            opt.usage_error(str(e))
+        opt.stderr.print(f"detect: {done.n_rows} rows ({done.n_errors} errors) in {done.output}", highlight=False)
+        raise typer.Exit(1 if done.n_errors else 0)
     files, problems = opt.expand_inputs(images, recursive)
     if not files and not problems:
         opt.usage_error("no images given")

@@ -23,6 +23,7 @@ This module imports ``ray`` (the ``ovtools[ray]`` extra).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -73,10 +74,11 @@ def connect(cfg: EngineConfig) -> bool:
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
+    kwargs.update(log_to_driver=False, logging_level=logging.WARNING)
     if address:
-        ray.init(address=address, log_to_driver=False, **kwargs)
+        ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=cfg.local_num_cpus, include_dashboard=False, log_to_driver=False, **kwargs)
+        ray.init(num_cpus=cfg.local_num_cpus, include_dashboard=False, **kwargs)
     return True
 
 
@@ -92,6 +94,7 @@ def run_ray(task: str, preset: str | Path | None, overrides: Mapping[str, Any], 
         return
     started = connect(cfg)
     try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # our bar replaces Ray Data's progress lines
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.execution_options.preserve_order = True  # rows come back in input order
