@@ -27,18 +27,18 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
         pipe: a detection or segmentation pipeline (``pipe(LoadedImage) -> Detections``).
         files: readable-looking input files.
         problems: inputs already known to be bad, ``(name, reason)``, reported first.
-        command: progress-bar label.
+        command: the task (``"detect"`` or ``"segment"``), also the progress-bar label.
         savers: ``(option, targets, render)`` per PNG output (one target per file); the
             PNG written by ``render(picture, det, target, files)``, ``picture`` the image decoded
             again at most ``vis_max_side`` pixels on the longer side (the original size by default).
         vis_max_side: size bound of the pictures (``None``: the original size).
 
     Returns:
-        ``(records, errors)``: detection records (:func:`ovtools.io.writers.detection_record`)
+        ``(records, errors)``: detection records (:func:`ovtools.engine.records.process_image`)
         of the images that worked, and ``{"image", "error"}`` entries of those that did not.
     """
+    from ..engine.records import process_image
     from ..io.images import load_image
-    from ..io.writers import detection_record
 
     records: list[dict] = []
     errors: list[dict] = []
@@ -48,20 +48,20 @@ def run_images(pipe, files: list[Path], problems: list[tuple[str, str]], command
             errors.append(opt.report_failure(progress, name, reason))
         for i, f in enumerate(files):
             try:
-                im = load_image(f, pipe.settings["max_side"])
-                det = pipe(im)
+                done = process_image(pipe, command, f)  # the same row builder as the batch engines
             except Exception as e:  # ImageLoadError, or anything a broken file triggers: skip it
                 errors.append(opt.report_failure(progress, f, e))
                 progress.advance(task)
                 continue
-            records.append(detection_record(f, det, im.original_size))
+            records.append(done.record)
             picture = None
             for option, targets, render in savers:
                 try:
                     if picture is None:
+                        im = done.loaded
                         picture = im if im.pixels.shape[:2] == picture_size(im, vis_max_side) else \
                             load_image(f, vis_max_side)
-                    render(picture, det, targets[i], files)
+                    render(picture, done.result, targets[i], files)
                 except (OSError, ValueError) as e:
                     errors.append(opt.report_failure(progress, f, f"cannot write {option} {targets[i]}: {e}"))
             progress.advance(task)

@@ -94,6 +94,16 @@ class CLIPEncoder:
         return float(self.model.logit_scale.detach().exp().clamp(max=100).item())
 
     @property
+    def image_mean(self) -> tuple[float, float, float]:
+        """Per-channel RGB mean the model's inputs are normalised with (pixels in [0, 1])."""
+        return tuple(float(v) for v in self._mean.flatten())  # type: ignore[return-value]
+
+    @property
+    def image_std(self) -> tuple[float, float, float]:
+        """Per-channel RGB standard deviation the model's inputs are normalised with (pixels in [0, 1])."""
+        return tuple(float(v) for v in self._std.flatten())  # type: ignore[return-value]
+
+    @property
     def patch_size(self) -> int:
         """Stride of the dense feature grid in pixels (ViT patch size, or 32 for ResNets)."""
         ps = getattr(self.model.visual, "patch_size", None)

@@ -44,6 +44,36 @@ SHIPPED_TAGS: dict[tuple[str, str], str] = {
     ("ovtools-shapes", "shapes3d"): "ovtools-shapes3d.safetensors",
 }
 
+MODEL_CONFIGS_ENV = "OVTOOLS_MODEL_CONFIGS"
+
+
+def add_model_configs_from_env() -> list[Path]:
+    """Register the architectures named by ``$OVTOOLS_MODEL_CONFIGS`` with open_clip (idempotent).
+
+    The variable is an ``os.pathsep``-separated list of folders or JSON files of open_clip
+    architecture configs; batch workers (Ray actors) call this before building a model.
+
+    Returns:
+        The paths added by this call.
+
+    Raises:
+        FileNotFoundError: an entry that does not exist (named).
+    """
+    value = os.environ.get(MODEL_CONFIGS_ENV, "")
+    paths = [Path(e).expanduser() for e in value.split(os.pathsep) if e.strip()]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{MODEL_CONFIGS_ENV}: {p} does not exist")
+    known = {Path(p).resolve() for p in getattr(open_clip.factory, "_MODEL_CONFIG_PATHS", [])}
+    added = []
+    for p in paths:
+        if p.resolve() not in known:
+            open_clip.add_model_config(p)
+            known.add(p.resolve())
+            added.append(p)
+    return added
+
+
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
