@@ -18,31 +18,48 @@ from . import options as opt
 from .app import app
 
 
+def _cached(arch: str, tag: str) -> bool:
+    """Whether open_clip's weights for ``(arch, tag)`` are in the Hugging Face cache (no network)."""
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = (open_clip.get_pretrained_cfg(arch, tag) or {}).get("hf_hub", "").strip("/")
+    if not repo:
+        return False
+    parts = repo.split("/")
+    repo_id, folder = "/".join(parts[:2]), "/".join(parts[2:])
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(repo_id, f"{folder}/{name}" if folder else name), str):
+            return True
+    return False
+
+
 def _model_table(filter_text: str | None) -> Table:
+    """Shipped weights first, then weights already in the Hugging Face cache, then the rest (downloads)."""
     import open_clip
 
     from ..encoders import DEFAULT_MODEL, DEFAULT_PRETRAINED
     from ..encoders.loading import SHIPPED_TAGS
 
-    tags: dict[str, list[str]] = {}
-    for arch, tag in open_clip.list_pretrained():
-        tags.setdefault(arch, []).append(tag)
-    shipped: dict[str, list[str]] = {}
+    rows: list[tuple[int, str, str, str]] = []
     for arch, tag in SHIPPED_TAGS:
-        shipped.setdefault(arch, []).append(tag)
-    t = Table(title="open_clip architectures and pretrained tags (--model NAME --pretrained TAG)",
+        rows.append((0, arch, tag, "[bold green]shipped with ovtools (offline)[/]"))
+    for arch, tag in open_clip.list_pretrained():
+        cached = _cached(arch, tag)
+        note = "[green]cached (offline)[/]" if cached else "[dim]download on first use[/]"
+        if (arch, tag) == (DEFAULT_MODEL, DEFAULT_PRETRAINED):
+            note += " [bold](default)[/]"
+        rows.append((1 if cached else 2, arch, tag, note))
+    needle = (filter_text or "").lower()
+    t = Table(title="Weights (--model NAME --pretrained TAG; 'none' = random weights, or a local checkpoint path)",
               header_style="bold")
     t.add_column("model", overflow="fold")
-    t.add_column("pretrained tags (or 'none' = random weights, or a local checkpoint path)", overflow="fold")
-    needle = (filter_text or "").lower()
-    for arch in sorted(set(open_clip.list_models()) | set(shipped), key=str.lower):
-        row_tags = [f"[bold]{s}[/] (shipped with ovtools)" for s in shipped.get(arch, [])]
-        for tag in tags.get(arch, []):
-            row_tags.append(f"[bold]{tag}[/] (default)" if (arch, tag) == (DEFAULT_MODEL, DEFAULT_PRETRAINED) else tag)
-        text = ", ".join(row_tags) or "[dim]architecture only[/]"
-        if needle and needle not in arch.lower() and needle not in text.lower():
+    t.add_column("pretrained", overflow="fold")
+    t.add_column("available", overflow="fold")
+    for _, arch, tag, note in sorted(rows, key=lambda r: (r[0], r[1].lower(), r[2])):
+        if needle and needle not in arch.lower() and needle not in tag.lower():
             continue
-        t.add_row(arch, text)
+        t.add_row(arch, tag, note)
     return t
 
 

@@ -63,14 +63,14 @@ def test_batch_skips_bad_file(runner, photos, tmp_path):
     doc = json.loads(out.read_text())
     assert [Path(x["image"]).name for x in doc["results"]] == ["a.jpg", "b.png"]
     assert Path(doc["errors"][0]["image"]).name == "broken.jpg"
-    assert sorted(p.name for p in vis.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in vis.iterdir()) == ["a.classify.png", "b.classify.png"]
 
 
 def test_glob_and_missing(runner, photos):
     r = run(runner, str(photos / "*.png"), "--labels", "zebra", *TINY)
     assert r.exit_code == 0 and "b.png" in r.stdout and "a.jpg" not in r.stdout
     r = run(runner, photos / "a.jpg", photos / "nope.jpg", "--labels", "zebra", *TINY)
-    assert r.exit_code == 1 and "nope.jpg" in r.stderr and "a.jpg" in r.stdout
+    assert r.exit_code == 2 and "nope.jpg" in r.stderr and r.stdout == ""  # a typo is refused before any work
 
 
 def test_class_space_and_reject(runner, photos):
@@ -115,9 +115,10 @@ def test_output_never_overwrites_input(runner, photos):
     assert r.exit_code == 2 and "input" in r.stderr
     r = run(runner, photos / "b.png", "--labels", "zebra", *TINY, "--save-vis", photos / "b.png")
     assert r.exit_code == 2
-    r = run(runner, photos, "--labels", "zebra", *TINY, "--save-vis", photos)  # would write b.png over b.png
-    assert r.exit_code == 2
-    assert src.read_bytes() == before
+    b_before = (photos / "b.png").read_bytes()
+    r = run(runner, photos, "--labels", "zebra", *TINY, "--save-vis", photos)  # pictures are named b.classify.png
+    assert r.exit_code == 1 and (photos / "b.classify.png").is_file()  # (exit 1: the folder's broken file)
+    assert src.read_bytes() == before and (photos / "b.png").read_bytes() == b_before
 
 
 def test_save_vis_png_for_many_is_usage_error(runner, photos, tmp_path):
@@ -137,6 +138,10 @@ def test_help_lists_every_option(runner):
 def test_models_command(runner):
     r = runner.invoke(app, ["models", "--filter", "ViT-B-32"], terminal_width=200)
     assert r.exit_code == 0 and "laion2b_s34b_b79k" in r.stdout
+    r = runner.invoke(app, ["models"], terminal_width=200)
+    rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
+    assert "ovtools-shapes" in rows[0] and "shipped" in rows[0]  # what works offline comes first
+    assert "download on first use" in r.stdout
     r = runner.invoke(app, ["models", "--classes", "--templates", "--presets"], terminal_width=200)
     assert r.exit_code == 0
     for name in ("coco", "openai_imagenet", "detect-default"):

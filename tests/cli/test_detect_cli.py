@@ -70,7 +70,7 @@ def test_batch_continues_past_bad_file(runner, photos, tmp_path):
     doc = json.loads(out.read_text())
     assert sorted(Path(x["image"]).name for x in doc["results"]) == ["000000000139.jpg", "b.png"]
     assert [Path(e["image"]).name for e in doc["errors"]] == ["empty.png"]
-    assert sorted(p.name for p in vis.iterdir()) == ["000000000139.png", "b.png"]
+    assert sorted(p.name for p in vis.iterdir()) == ["000000000139.detect.png", "b.detect.png"]
 
 
 def test_crop_scoring_runs(runner, photos):

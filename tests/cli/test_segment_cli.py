@@ -144,7 +144,7 @@ def test_folder_with_unreadable_file(runner, photos, tmp_path):
     assert sorted(Path(x["image"]).name for x in doc["results"]) == ["000000000139.png", "b.jpg"]
     assert [Path(e["image"]).name for e in doc["errors"]] == ["empty.png"]
     assert sorted(p.name for p in labels.iterdir()) == ["000000000139.labels.png", "b.labels.png"]
-    assert sorted(p.name for p in vis.iterdir()) == ["000000000139.png", "b.png"]
+    assert sorted(p.name for p in vis.iterdir()) == ["000000000139.segment.png", "b.segment.png"]
     sizes = {"000000000139": (64, 96), "b": (72, 72)}
     for rec in doc["results"]:
         stem = Path(rec["image"]).stem
