@@ -65,7 +65,10 @@ def evaluate(inv: Invocation) -> None:
             opt.usage_error(f"{', '.join(inv.flags.get(k, k) for k in given) or '--task'}: not used for a 3D world")
     overrides.update(opt.class_overrides_or(inv.labels, inv.classes, preset, lambda: dataset_class_names(ds)))
     inputs = [data, *dataset_files(ds)]
-    opt.check_outputs({"--output": output}, inputs)
+    coco_output = inv.coco_output
+    if coco_output is not None and not is_coco:
+        opt.usage_error("--coco-output applies to a COCO .json dataset")
+    opt.check_outputs({"--output": output, "--coco-output": coco_output}, inputs)
     if is_3d:
         kind = "segment3d"
     else:
@@ -81,7 +84,7 @@ def evaluate(inv: Invocation) -> None:
     progress, bar = make_progress(len(ds), "eval", "scenes" if is_3d else "images")
     try:
         with progress:
-            result = run_evaluation(pipe, ds, absent=inv.absent, seed=inv.seed,
+            result = run_evaluation(pipe, ds, absent=inv.absent, seed=inv.seed, coco_output=coco_output,
                                     progress=lambda n: progress.advance(bar, n),
                                     on_error=lambda e: opt.report_failure(progress, e["image"], e["error"]))
     except (ValueError, FileNotFoundError) as e:
@@ -112,6 +115,8 @@ build_command(
          option("absent", bool, "--absent/--no-absent", default=True, help="COCO: also query one absent category "
                 "per image alone and report how often nothing is detected (absent_label_rejection)."),
          option("seed", int, "--seed", default=0, help="Seed for choosing absent categories."),
+         option("coco_output", Path, "--coco-output", dir_okay=False, help="COCO: also write the detections as "
+                "COCO results with the dataset's own image ids (strings stay strings) to this file."),
          option("task", str, "--task", help="COCO: detect (box AP) or segment (mask AP, semantic mIoU). Default: "
                 "the preset's task, else detect.")],
     common=COMMON_OPTIONS, cli=("preset", "output", "quiet"))
