@@ -161,6 +161,12 @@ def option(name: str, typ: Any, *decls: str, help: str, default: Any = None, **k
                              annotation=Annotated[annotation, typer.Option(*decls, help=help, **kw)])
 
 
+def choice_option(name: str, choices: Iterable[str], *decls: str, help: str, default: str | None = None
+                  ) -> inspect.Parameter:
+    """A command's own option taking one of ``choices`` (a library's constant, listed in ``--help``)."""
+    return option(name, _choice_enum(name, choices), *decls, help=help, default=default)
+
+
 def cli_parameters(names: Iterable[str]) -> list[inspect.Parameter]:
     """Typer options for the named shared CLI options (:data:`CLI_OPTIONS`)."""
     out = []
@@ -195,7 +201,7 @@ class Invocation:
 def build_command(app: typer.Typer, name: str, body: Callable[[Invocation], None], *, doc: str,
                   leading: list[inspect.Parameter], config_cls=None, preset: str | None = None,
                   own: list[inspect.Parameter] = (), common: Iterable[str] = (), cli: Iterable[str] = (),
-                  fields: Iterable[str] | None = None) -> None:
+                  fields: Iterable[str] | None = None, extra_configs: Iterable[type] = ()) -> None:
     """Register ``ovtools <name>`` with options derived from ``config_cls`` and the shared options.
 
     Args:
@@ -210,11 +216,15 @@ def build_command(app: typer.Typer, name: str, body: Callable[[Invocation], None
         common: names of :class:`CommonConfig` fields offered (all of them where ``None``).
         cli: names of shared CLI options (:data:`CLI_OPTIONS`) offered.
         fields: offer only these fields of ``config_cls`` (``None``: every command-line field).
+        extra_configs: other config dataclasses whose command-line fields are offered too (e.g.
+            :class:`~ovtools.engine.EngineConfig`); their values stay in :attr:`Invocation.values`.
     """
     taken = {p.name for p in leading} | {p.name for p in own}
     params = list(leading) + list(own)
     if config_cls is not None:
         params += config_parameters(config_cls, preset, taken, fields)
+    for extra in extra_configs:
+        params += config_parameters(extra, preset, taken)
     common_params = config_parameters(CommonConfig, preset, taken)
     wanted = set(common)
     params += [p for p in common_params if p.name in wanted]

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
 from rich.table import Table
 
+from ..engine.config import EngineConfig
+from ..engine.sinks import FORMATS as ROW_SUFFIXES
 from ..heads.registry import HeadSpec, available_heads, head_spec
 from ..pipelines.base import default_preset_for
 from ..proposals.sam import SAM_CHECKPOINT_URLS
@@ -30,9 +33,12 @@ from . import options as opt
 from .app import app
 from .batch import finish, run_images, save_overlay
 from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
-from .progress import make_progress, set_quiet
+from .progress import make_progress, set_quiet, stage
 
 _TABLE_ROWS = 15  # detections shown per image; --output has them all
+#: The engine settings offered on the command line (``progress`` follows ``--quiet``).
+ENGINE_FIELDS = ("engine", "ray_address", "concurrency", "num_gpus", "num_cpus", "ray_batch_size", "local_num_cpus",
+                 "resume")
 IMAGES = argument("images", list[str], "Image files, folders (their images; see --recursive) or quoted glob "
                   "patterns ('photos/**/*.jpg').")
 COCO_OUTPUT = option(
@@ -115,6 +121,44 @@ def _sam_settings(inv: Invocation, settings: dict) -> None:
     settings["proposal_options"] = {"checkpoint": str(ckpt), "model_type": model or "vit_b"}
 
 
+def uses_engine(inv: Invocation) -> bool:
+    """``--engine`` given, or ``--output`` names a rows file (``.jsonl``, ``.ndjson``, ``.parquet``)."""
+    out = inv.values.get("output")
+    return inv.values.get("engine") is not None or (out is not None and out.suffix.lower() in ROW_SUFFIXES)
+
+
+def run_with_engine(task: str, inv: Invocation, preset: str | None, settings: dict) -> None:
+    """Stream one row per input into ``--output`` with the local engine or on Ray (:func:`ovtools.engine.run_batch`).
+
+    Raises:
+        typer.Exit: code 2 on usage errors, 1 when some input gave an error row.
+    """
+    from ..engine import EngineConfig, run_batch
+    from ..errors import OvtoolsError
+
+    given = [name for name in ("save_vis", "save_labels", "coco_output", "summary", "save_features")
+             if inv.values.get(name) is not None]
+    if given:
+        flag = "--features" if given[0] == "save_features" else f"--{given[0].replace('_', '-')}"
+        opt.usage_error(f"{flag} is not written by the batch engines; their --output rows hold every result "
+                        "(masks as RLE)")
+    if inv.output is None:
+        opt.usage_error("--engine needs --output: a .jsonl or .parquet file that receives one row per input")
+    engine = {k: inv.values[k] for k in ENGINE_FIELDS if inv.values.get(k) is not None}
+    try:
+        cfg = EngineConfig(**engine, progress=not inv.quiet)
+    except (TypeError, ValueError) as e:
+        opt.usage_error(str(e))
+    stage(task, f"{cfg.engine} engine, rows into {inv.output}")
+    try:
+        done = run_batch(task, inv.values.get("images") or [inv.values["scene"]], inv.output, preset=preset,
+                         overrides=settings, config=cfg, recursive=bool(inv.values.get("recursive")))
+    except (OvtoolsError, ValueError, TypeError, ImportError, FileNotFoundError) as e:
+        opt.usage_error(str(e))
+    stage(task, f"{done.n_rows} rows ({done.n_errors} errors, {done.n_skipped} already done) in {done.output}")
+    raise typer.Exit(1 if done.n_errors else 0)
+
+
 def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
     """The body of ``ovtools <image head>``: check inputs and outputs, build the pipeline, run, print, write.
 
@@ -136,6 +180,8 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
         opt.usage_error("; ".join(f"{arg}: {reason}" for arg, reason in problems))
     if not files:
         opt.usage_error("no images given")
+    if uses_engine(inv):
+        return run_with_engine(spec.name, inv, preset, settings)
     coco_output = inv.values.get("coco_output")
     save_labels = inv.values.get("save_labels")
     opt.check_outputs({"--output": inv.output, "--coco-output": coco_output, "--save-vis": opt.vis_file(inv.save_vis),
@@ -201,7 +247,8 @@ def register_image_command(spec: HeadSpec) -> None:
            "skipped (exit code 1).")
     build_command(app, spec.name, lambda inv: run_image_command(spec, inv), doc=doc, leading=[IMAGES],
                   config_cls=spec.config, preset=default_preset_for(spec), own=own, common=COMMON_OPTIONS,
-                  cli=("preset", "output", "save_vis", "vis_max_side", "recursive", "quiet"))
+                  cli=("preset", "output", "save_vis", "vis_max_side", "recursive", "quiet"),
+                  extra_configs=(EngineConfig,))
 
 
 for _name in available_heads():

@@ -27,10 +27,12 @@ import time
 from pathlib import Path
 
 
+from ..engine.config import EngineConfig
 from ..heads.segment3d import Segment3DConfig
 from . import options as opt
 from .app import app
 from .derive import COMMON_OPTIONS, Invocation, argument, build_command, option
+from .images import run_with_engine, uses_engine
 from .progress import set_quiet, stage
 
 
@@ -48,6 +50,11 @@ def segment3d(inv: Invocation) -> None:
         opt.usage_error(f"scene {scene} does not exist")
     if query is not None and not query.strip():
         opt.usage_error("--query must be a non-empty phrase")
+    if uses_engine(inv):  # one summary row per scene into a .jsonl / .parquet file, locally or on Ray
+        settings = {} if query is not None and labels is None and classes is None else \
+            opt.class_options(labels, classes, opt.preset_has_classes(preset))
+        return run_with_engine("segment3d", inv, preset if preset is not None else "segment3d-default",
+                               {**settings, **inv.settings})
     if output is not None and output.suffix.lower() != ".ply":
         opt.usage_error(f"--output {output}: give a .ply file")
     if save_features is not None and save_features.suffix.lower() != ".npy":
@@ -112,4 +119,5 @@ build_command(
                 help="Write a JSON summary (points per class, instances with 3D boxes, timings)."),
          option("save_features", Path, "--features", dir_okay=False,
                 help="Write the per-point features (N, D) float16 as .npy.")],
-    common=[c for c in COMMON_OPTIONS if c not in ("max_side", "batch_size")], cli=("preset", "quiet"))
+    common=[c for c in COMMON_OPTIONS if c not in ("max_side", "batch_size")], cli=("preset", "quiet"),
+    extra_configs=(EngineConfig,))
