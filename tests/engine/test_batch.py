@@ -161,3 +161,13 @@ def test_segment_rows_carry_rle_masks(photos, tmp_path):
         assert d["segmentation"]["size"] == [60, 90]
         assert int(mask_utils.area({"size": d["segmentation"]["size"],
                                     "counts": d["segmentation"]["counts"].encode()})) == d["area"] > 0
+
+
+def test_cli_engine_needs_a_streamed_output(photos, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["detect", str(photos), *FAST_CLI, "--engine", "local"])
+    assert r.exit_code == 2 and "--engine needs --output" in r.output
+    r = runner.invoke(app, ["detect", str(photos), *FAST_CLI, "--engine", "local", "-o", str(tmp_path / "o.json")])
+    assert r.exit_code == 2 and ".jsonl" in r.output
+    r = runner.invoke(app, ["detect", str(photos), *FAST_CLI, "--engine", "spark", "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 2 and "engine must be one of local, ray" in r.output
