@@ -39,6 +39,10 @@ class UnknownNameError(OvtoolsError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class EngineError(OvtoolsError, RuntimeError):
+    """A batch engine could not run the job (e.g. Ray actors could not build the pipeline)."""
+
+
 def first_line(error: BaseException, limit: int = 200) -> str:
     """``"<Type>: <first line of the message>"`` of an exception, cut at ``limit`` characters; just the type
     name when the message is empty (``str(e).splitlines()[0]`` fails on those)."""

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import ray
 import ray.data
 
 from ..encoders.loading import MODEL_CONFIGS_ENV
+from ..errors import EngineError
 from .config import EngineConfig
 from .records import build_pipeline, error_row, rows_for
 
@@ -63,6 +65,22 @@ class PipelineActor:
         return {"source": sources, "row": [json.dumps(r, ensure_ascii=False) for r in rows]}
 
 
+def root_cause(error: BaseException) -> str:
+    """One line naming what went wrong inside a Ray task or actor (not Ray's wrapper and traceback)."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        nxt = getattr(e, "cause", None) or e.__cause__
+        if not isinstance(nxt, BaseException):
+            break
+        e = nxt
+    if e is not None and not type(e).__module__.startswith("ray"):
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    lines = re.findall(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception): .+)$", str(error), re.MULTILINE)
+    return lines[-1].strip() if lines else str(error).strip().splitlines()[0]
+
+
 def connect(cfg: EngineConfig) -> bool:
     """Join ``cfg.ray_address`` / ``$RAY_ADDRESS`` or start a local cluster, unless Ray is initialised.
 
@@ -87,15 +105,16 @@ def run_ray(task: str, preset: str | Path | None, overrides: Mapping[str, Any], 
     """Process ``sources`` on a Ray cluster (arguments as :func:`ovtools.engine.local.run_local`).
 
     Raises:
-        ray.exceptions.RayError: the actors cannot be created (e.g. the pipeline cannot be
-            built: unknown model, missing weights) — the message carries the cause.
+        EngineError: the job failed on the cluster, e.g. no actor could build the pipeline (unknown
+            model, missing weights); the message names the cause.
     """
     if not sources:
         return
     started = connect(cfg)
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.execution_options.preserve_order, ctx.max_errored_blocks)
     try:
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # our bar replaces Ray Data's progress lines
-        ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.execution_options.preserve_order = True  # rows come back in input order
         ctx.max_errored_blocks = -1  # a group that fails after retries becomes error rows below
@@ -109,17 +128,21 @@ def run_ray(task: str, preset: str | Path | None, overrides: Mapping[str, Any], 
             compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
             num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
         seen: set[str] = set()
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            rows = [json.loads(r) for r in batch["row"]]
-            seen.update(str(s) for s in batch["source"])
-            sink.write(rows)
-            bar.update(len(rows))
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                rows = [json.loads(r) for r in batch["row"]]
+                seen.update(str(s) for s in batch["source"])
+                sink.write(rows)
+                bar.update(len(rows))
+        except ray.exceptions.RayError as e:  # e.g. no actor could build the pipeline
+            raise EngineError(f"the Ray job failed: {root_cause(e)}") from None
         missing = [s for s in sources if s not in seen]
         if missing:
             sink.write([error_row(task, s, "no result: its group failed on a Ray worker after retries")
                         for s in missing])
             bar.update(len(missing))
     finally:
+        ctx.enable_progress_bars, ctx.execution_options.preserve_order, ctx.max_errored_blocks = saved
         if started:
             ray.shutdown()
 

@@ -146,3 +146,28 @@ def test_segment3d_scene_rows(tmp_path, one_torch_thread):
     assert bad["scene"] == str(d / "broken.ply") and bad["error"]
     assert good["scene"] == str(d / "scene.ply") and good["n_points"] == 3000
     assert sum(good["points_per_class"].values()) == 3000 and good["mode"] == "fusion"
+
+
+def test_segment_rows_carry_rle_masks(photos, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    out = tmp_path / "seg.jsonl"
+    run_batch("segment", [photos / "im0.png"], out, preset="segment-default",
+              overrides={**TINY, "scoring": "dense", "score_threshold": 0.0, "max_detections": 3,
+                         "labels": list(CANONICAL_NEGATIVES)}, config=QUIET)
+    (row,) = read_rows(out)
+    assert list(row) == ["image", "image_size", "detections"] and 0 < len(row["detections"]) <= 3
+    for d in row["detections"]:
+        assert d["segmentation"]["size"] == [60, 90]
+        assert int(mask_utils.area({"size": d["segmentation"]["size"],
+                                    "counts": d["segmentation"]["counts"].encode()})) == d["area"] > 0
+
+
+def test_cli_engine_needs_a_streamed_output(photos, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["detect", str(photos), *FAST_CLI, "--engine", "local"])
+    assert r.exit_code == 2 and "--engine needs --output" in r.output
+    r = runner.invoke(app, ["detect", str(photos), *FAST_CLI, "--engine", "local", "-o", str(tmp_path / "o.json")])
+    assert r.exit_code == 2 and ".jsonl" in r.output
+    r = runner.invoke(app, ["detect", str(photos), *FAST_CLI, "--engine", "spark", "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 2 and "engine must be one of local, ray" in r.output

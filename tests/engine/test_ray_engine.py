@@ -59,3 +59,16 @@ def test_ray_rows_equal_local_rows(world, cluster, tmp_path):
                                  "--output", str(out)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert out.read_text().splitlines() == lines[1:5]
+
+
+def test_cluster_failures_name_their_cause():
+    """An actor that cannot build its pipeline surfaces as the pipeline's error, not Ray's wrapper."""
+    from ovtools.engine.ray import root_cause
+    from ovtools.errors import UnknownNameError
+
+    wrapped = ray.exceptions.RayTaskError("__init__", "Traceback (most recent call last): ...",
+                                          UnknownNameError("unknown model 'nope'"))
+    assert root_cause(wrapped) == "UnknownNameError: unknown model 'nope'"
+    text_only = ray.exceptions.RayError("The actor died because of an error raised in its creation task\n"
+                                        "  File \"x.py\", line 1\novtools.errors.ConfigError: bad preset")
+    assert root_cause(text_only) == "ConfigError: bad preset"
