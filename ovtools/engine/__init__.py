@@ -13,7 +13,7 @@
 from .batch import BatchSummary, run_batch
 from .config import EngineConfig
 from .inputs import list_inputs
-from .records import TASKS, ItemResult, build_pipeline, error_row, image_result, process_image, rows_for
+from .records import ItemResult, build_pipeline, error_row, image_result, process_image, rows_for
 
-__all__ = ["BatchSummary", "EngineConfig", "ItemResult", "TASKS", "build_pipeline", "error_row", "image_result",
+__all__ = ["BatchSummary", "EngineConfig", "ItemResult", "build_pipeline", "error_row", "image_result",
            "list_inputs", "process_image", "rows_for", "run_batch"]

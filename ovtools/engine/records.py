@@ -17,27 +17,29 @@ from pathlib import Path
 from typing import Any
 
 from ..encoders.loading import add_model_configs_from_env
+from ..heads.registry import available_heads, head_spec
 from ..io.images import LoadedImage, load_image
 from ..io.writers import classification_record, detection_record
-from ..pipelines import ClassifyPipeline, DetectPipeline, Segment3DPipeline, SegmentPipeline
-from ..scene3d.instances import connected_instances, instance_boxes
+from ..pipelines import pipeline_class
+from ..structures import Classifications
 from .inputs import local_copy
-
-TASKS = ("classify", "detect", "segment", "segment3d")
-PIPELINES = {"classify": ClassifyPipeline, "detect": DetectPipeline, "segment": SegmentPipeline,
-             "segment3d": Segment3DPipeline}
 
 
 def check_task(task: str) -> str:
-    """Return ``task`` or raise ``ValueError`` listing the batch tasks."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    """Return ``task`` (a registered head's name) or raise ``ValueError`` listing them."""
+    if task not in available_heads():
+        raise ValueError(f"task must be one of {', '.join(available_heads())}, got {task!r}")
     return task
 
 
 def key_field(task: str) -> str:
-    """The field naming the input of a row: ``"scene"`` for segment3d, else ``"image"``."""
-    return "scene" if check_task(task) == "segment3d" else "image"
+    """The field naming the input of a row: ``"scene"`` for heads of scenes (segment3d), else ``"image"``."""
+    return "scene" if head_spec(check_task(task)).inputs == "scene" else "image"
+
+
+def batched(task: str) -> bool:
+    """Whether the images of one call run as one batch (heads returning :class:`Classifications`)."""
+    return head_spec(task).result is Classifications
 
 
 def build_pipeline(task: str, preset: str | Path | None = None, overrides: Mapping[str, Any] | None = None):
@@ -53,7 +55,7 @@ def build_pipeline(task: str, preset: str | Path | None = None, overrides: Mappi
     Raises:
         ValueError: unknown task; see the pipeline classes for the rest.
     """
-    cls = PIPELINES[check_task(task)]
+    cls = pipeline_class(check_task(task))
     add_model_configs_from_env()
     overrides = dict(overrides or {})
     return cls(**overrides) if preset is None else cls(preset, **overrides)
@@ -104,51 +106,20 @@ def process_image(pipe, task: str, path: str | Path, name: str | Path | None = N
 
 def image_result(pipe, task: str, name: str | Path, im: LoadedImage) -> ItemResult:
     """Run ``pipe`` on a decoded image and build its record (see :func:`process_image`)."""
-    if task == "classify":
-        cls = pipe.classify_batch([im])
-        return ItemResult(classification_record(name, cls, 0, im.original_size), im, cls)
-    det = pipe(im)
-    return ItemResult(detection_record(name, det, im.original_size), im, det)
-
-
-def scene_record(pipe, scene, sf, labels, seconds: float) -> dict:
-    """The segment3d row of a labelled scene: points per class, instances with 3D boxes, timings.
-
-    Args:
-        pipe: the :class:`~ovtools.pipelines.Segment3DPipeline`.
-        scene: the scene input (``Scene3DInput``).
-        sf: its ``SceneFeatures``.
-        labels: ``PointLabels`` of every input point.
-        seconds: wall time of the whole scene.
-
-    Returns:
-        ``{"scene", "n_points", "n_points_processed", "model", "pretrained", "class_names", "mode",
-        "points_per_class", "n_views", "seen_fraction", "instances", "seconds"}``; instances are
-        connected components per class with axis-aligned boxes in the scene's metres.
-    """
-    cfg = pipe.config
-    pts = scene.original_points
-    radius = cfg.instance_radius or 3.0 * sf.spacing
-    inst = connected_instances(pts, labels.class_id, radius, cfg.min_instance_points)
-    boxes = instance_boxes(pts, inst, labels.class_id)
-    for b in boxes:
-        b["class_name"] = labels.class_names[b["label"]] if b.get("label", -1) >= 0 else None
-    return {"scene": str(scene.source), "n_points": len(labels), "n_points_processed": int(len(scene.points)),
-            "model": pipe.encoder.name, "pretrained": pipe.encoder.pretrained, "class_names": labels.class_names,
-            "mode": cfg.mode, "points_per_class": labels.counts(), "n_views": sf.n_views,
-            "seen_fraction": round(float((sf.count > 0).float().mean()), 6), "instances": boxes,
-            "seconds": {**{k: round(v, 3) for k, v in sf.seconds.items()}, "total": round(seconds, 3)}}
+    result = pipe(im)
+    if isinstance(result, Classifications):
+        return ItemResult(classification_record(name, result, 0, im.original_size), im, result)
+    return ItemResult(detection_record(name, result, im.original_size), im, result)
 
 
 def process_scene(pipe, path: str | Path, name: str | Path | None = None) -> ItemResult:
     """Label one scene (PLY file or RGB-D folder) and build its summary row (``scene`` = ``name``)."""
     t0 = time.perf_counter()
-    scene = pipe.scene(path)
-    sf = pipe.features(scene)
+    sf = pipe.features(pipe.scene(path))
     labels = pipe(sf)
-    rec = scene_record(pipe, scene, sf, labels, time.perf_counter() - t0)
+    rec = pipe.summary(sf, labels, seconds=time.perf_counter() - t0)
     rec["scene"] = str(name if name is not None else path)
-    return ItemResult(rec, scene, labels)
+    return ItemResult(rec, sf.scene, labels)
 
 
 def rows_for(pipe, task: str, sources: Sequence[str | Path]) -> list[dict]:
@@ -172,9 +143,9 @@ def rows_for(pipe, task: str, sources: Sequence[str | Path]) -> list[dict]:
         try:
             with local_copy(name) as path:
                 try:
-                    if task == "segment3d":
+                    if key_field(task) == "scene":
                         rows[i] = process_scene(pipe, path, name).record
-                    elif task == "classify":
+                    elif batched(task):
                         pending.append((i, name, load_image(path, pipe.settings["max_side"])))
                     else:
                         rows[i] = process_image(pipe, task, path, name).record

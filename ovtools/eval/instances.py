@@ -8,7 +8,12 @@ with :func:`~ovtools.eval.coco.coco_detection_metrics`.
 
 Labels absent from an image must not be reported: for each image one category that does
 not occur in it is queried alone (with its synonyms and the class space's negatives), and
-the share of images where nothing is reported is ``absent_label_rejection``.
+the share of images where nothing is reported is ``absent_label_rejection``.  The hard case
+is a *look-alike*: the absent category whose class embedding is closest to one of the
+present categories (same colour or same shape in the evaluation world, "cat" beside a
+"dog"); ``lookalike_label_rejection`` is the same share for those queries.  At the
+preset's threshold, :mod:`ovtools.eval.operating_point` gives precision, recall and
+duplicates per object of exactly what the pipeline reports.
 
 Everything ``COCOeval`` needs is checked before the first image is encoded (the reader
 completes and checks the file, :mod:`ovtools.datasets.coco`; here: categories against the
@@ -31,6 +36,7 @@ from ..structures import masks_to_rle
 from .classification import OnError, Progress, error_entry
 from .coco import coco_detection_metrics
 from .data import name_key
+from .operating_point import operating_point_metrics
 from .segmentation import ConfusionMatrix, check_segmentations, coco_label_map
 
 
@@ -88,7 +94,8 @@ def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0,
     Returns:
         ``{"task": "detection" | "segmentation", "n_images", [mIoU, background_IoU, pixel_accuracy,
         classes_in_gt, mask_AP ..., per_class_IoU,] AP, AP50, ..., "n_detections", "seconds_per_image",
-        "errors", ["absent_label_rejection", "absent_label_checks"]}``.
+        "errors", "at_threshold": {precision, recall, duplicates_per_object, ...},
+        ["absent_label_rejection", "absent_label_checks", "lookalike_label_rejection", "lookalike_label_checks"]}``.
 
     Raises:
         ValueError: see :func:`check_instances`; an image whose size differs from its file entry (segmentation).
@@ -100,7 +107,9 @@ def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0,
     index = {name_key(n): i for i, n in enumerate(space.names)}
     confusion = ConfusionMatrix(len(space.names)) if segment else None
     rng = np.random.default_rng(seed)
-    results, errors, absent_ok, absent_n = [], [], 0, 0
+    results, errors, absent_ok, absent_n, alike_ok, alike_n = [], [], 0, 0, 0, 0
+    emb = pipe.embeddings.classes.float()
+    similar = (emb @ emb.T).numpy()  # class-embedding cosine similarity, for the look-alike queries
     t0 = time.perf_counter()
     for img_id, path in zip(data.image_ids, data.paths):
         try:
@@ -135,6 +144,12 @@ def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0,
                 label = candidates[int(rng.integers(len(candidates)))]
                 absent_n += 1
                 absent_ok += len(pipe(image, labels=_single_class(space, index[name_key(label)]))) == 0
+                present_k = [to_class[c] for c in present if c in to_class]
+                if present_k:
+                    absent_k = [index[name_key(c)] for c in candidates]
+                    alike = absent_k[int(similar[np.ix_(absent_k, present_k)].max(1).argmax())]
+                    alike_n += 1
+                    alike_ok += len(pipe(image, labels=_single_class(space, alike))) == 0
         if progress is not None:
             progress(1)
     seconds = time.perf_counter() - t0
@@ -145,11 +160,15 @@ def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0,
         out.update({f"mask_{k}": v for k, v in coco_detection_metrics(data.coco, results, "segm").items()})
         out["per_class_IoU"] = sem["per_class_IoU"]
     out.update(coco_detection_metrics(data.coco, results))
+    out["at_threshold"] = {"score_threshold": pipe.config.score_threshold,
+                           **operating_point_metrics(data.coco, results, segm=segment)}
     out.update({"n_detections": len(results), "seconds_per_image": round(seconds / max(len(data.paths), 1), 4),
                 "errors": errors})
     if absent:
         out["absent_label_rejection"] = absent_ok / absent_n if absent_n else None
         out["absent_label_checks"] = absent_n
+        out["lookalike_label_rejection"] = alike_ok / alike_n if alike_n else None
+        out["lookalike_label_checks"] = alike_n
     if coco_output is not None:
         d = data.coco.dataset
         write_coco_detections(coco_output, results, d["images"], d["categories"],
