@@ -51,9 +51,6 @@ from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
 
-CONTAINED_MARGIN = 0.1  # a containing detection may be this much less confident and still absorb a part
-
-
 @dataclass(frozen=True)
 class DetectConfig(Config):
     """Settings of :class:`DetectHead`; each is also a preset key, a pipeline keyword and a ``detect`` option.
@@ -91,6 +88,9 @@ class DetectConfig(Config):
         0.6, "A detection lying at least this fraction inside a larger kept detection of the same label, at most "
         "0.1 more confident, is removed as a part of it; null = off.", minimum=0.0, maximum=1.0,
         exclusive_minimum=True)
+    contained_margin: float = setting(
+        0.1, "A larger detection absorbs a part lying inside it (contained-fraction) if its confidence is at most "
+        "this much lower than the part's (1 = whatever the confidences).", minimum=0.0, maximum=1.0)
     contained_any_label: bool = setting(
         False, "Apply contained-fraction whatever the larger detection's label (scenes where objects never "
         "contain other objects); off for photographs.")
@@ -315,14 +315,14 @@ class DetectHead:
             keep = keep[greedy_keep(box_iou(cand[keep], cand[keep]) > cfg.class_agnostic_iou)]  # in score order
         if cfg.contained_fraction is not None and len(keep) > 0:
             kb, kc, kl = cand[keep], conf[keep], ci[keep]
-            inside = _contained(kb, kb, kc, cfg.contained_fraction)
+            inside = _contained(kb, kb, kc, cfg.contained_fraction, cfg.contained_margin)
             if not cfg.contained_any_label:
                 inside &= kl[:, None] == kl[None, :]
             drop = inside.any(1)
             if cfg.negatives_absorb_parts:
                 nb, nc = _negative_regions(boxes, s, emb)
                 if len(nb):
-                    drop |= _contained(kb, nb, kc, cfg.contained_fraction, nc).any(1)
+                    drop |= _contained(kb, nb, kc, cfg.contained_fraction, cfg.contained_margin, nc).any(1)
             keep = keep[~drop]
         keep = keep[: cfg.max_detections]
         bi, ci = bi[keep], ci[keep]
@@ -347,10 +347,10 @@ def empty_detections(names: list[str], size: tuple[int, int], masks: bool = Fals
     return det
 
 
-def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tensor, fraction: float,
+def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tensor, fraction: float, margin: float,
                outer_conf: torch.Tensor | None = None) -> torch.Tensor:
     """bool (I, O): inner box i lies >= ``fraction`` of its area inside the larger outer box o,
-    whose confidence is at most ``CONTAINED_MARGIN`` lower (``outer_conf`` defaults to ``inner_conf``)."""
+    whose confidence is at most ``margin`` lower (``outer_conf`` defaults to ``inner_conf``)."""
     outer_conf = inner_conf if outer_conf is None else outer_conf
     area_i = (inner[:, 2] - inner[:, 0]) * (inner[:, 3] - inner[:, 1])
     area_o = (outer[:, 2] - outer[:, 0]) * (outer[:, 3] - outer[:, 1])
@@ -358,7 +358,7 @@ def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tenso
     rb = torch.minimum(inner[:, None, 2:], outer[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
     return ((inter >= fraction * area_i[:, None]) & (area_o[None, :] > area_i[:, None])
-            & (outer_conf[None, :] >= inner_conf[:, None] - CONTAINED_MARGIN))
+            & (outer_conf[None, :] >= inner_conf[:, None] - margin))
 
 
 def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.Tensor]:

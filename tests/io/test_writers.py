@@ -95,8 +95,8 @@ def test_results_document(tmp_path, dets):
     back = json.loads(p.read_text())
     assert back["task"] == "detect" and back["class_names"] == ["man in red shirt", "dog"]
     assert back["errors"][0]["image"] == "b.jpg" and len(back["results"]) == 1
-    with pytest.raises(ValueError):
-        results_document("track", [], [])
+    with pytest.raises(ValueError, match="head's name"):
+        results_document("", [], [])
 
 
 def test_coco_ids():
