@@ -160,24 +160,6 @@ def masks_to_rle(masks: np.ndarray) -> list[dict]:
             for r, a in zip(rles, areas)]
 
 
-def boxes_from_masks(masks) -> np.ndarray:
-    """Tight boxes of bool masks (N, H, W) (numpy or a CPU tensor) → float32 (N, 4) xyxy pixels
-    (``x_max`` = last column + 1); an empty mask gives ``[0, 0, 0, 0]``."""
-    masks = np.asarray(masks, bool)
-    n, h, w = masks.shape
-    out = np.zeros((n, 4), np.float32)
-    if n == 0:
-        return out
-    rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
-    found = rows.any(1)
-    out[:, 0] = cols.argmax(1)
-    out[:, 1] = rows.argmax(1)
-    out[:, 2] = w - cols[:, ::-1].argmax(1)
-    out[:, 3] = h - rows[:, ::-1].argmax(1)
-    out[~found] = 0
-    return out
-
-
 @dataclass
 class Classifications:
     """Zero-shot classification of one or more images.

@@ -84,7 +84,7 @@ def context_square(box, image_shape: tuple[int, ...], context: float = 0.15,
     The box's longer side is enlarged by ``context`` (0.15 → 15 %) and the
     square is centred on the box.  With ``inside`` it is then shrunk to fit the
     image if larger and shifted inside the image; otherwise it may extend
-    beyond the image (as :func:`ovtools.heads.detect.square_context_boxes` with
+    beyond the image (as :func:`ovtools.geometry.square_context_boxes` with
     ``padding = context / 2``).
 
     Args:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import boxes_from_masks, masked_roi_crops, square_context_boxes
 from .export import (
     CAPTION_COLUMNS,
     EXTRA_TEMPLATES,
@@ -103,7 +104,7 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     """Masked crops as :meth:`MaskFeatures.crops` builds them before encoding, as images.
 
     Each mask's tight box is made square and enlarged by ``padding`` × its longer side
-    per side (:func:`~ovtools.heads.detect.square_context_boxes`); the normalised image
+    per side (:func:`~ovtools.geometry.square_context_boxes`); the normalised image
     and the mask are resampled to ``size × size`` with ``roi_align`` (aligned, 2 × 2
     samples per bin; outside the image reads as 0 = the mean colour); pixels are
     blended with the CLIP mean colour by the resampled soft mask.
@@ -120,11 +121,6 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     Raises:
         ValueError: shapes disagree or a mask is empty.
     """
-    from torchvision.ops import roi_align
-
-    from ..heads.detect import square_context_boxes
-    from ..structures import boxes_from_masks
-
     img = torch.as_tensor(np.asarray(image))
     m = torch.as_tensor(np.asarray(masks)).bool()
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
@@ -139,11 +135,8 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     xn = (img.permute(2, 0, 1)[None].float() / 255.0 - mean) / std
     rois = square_context_boxes(torch.from_numpy(boxes_from_masks(m)), padding)
-    crops = roi_align(xn, [rois], output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    idx = torch.arange(len(rois), dtype=rois.dtype)[:, None]
-    soft = roi_align(m[:, None].float(), torch.cat([idx, rois], 1), output_size=size, spatial_scale=1.0,
-                     sampling_ratio=2, aligned=True)
-    pixels = (crops * soft) * std + mean
+    crops = masked_roi_crops(xn, rois, size, m)  # outside the mask: 0 = the mean colour
+    pixels = crops * std + mean
     return (pixels * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 

@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, roi_align
 
+from ..geometry import boxes_from_masks, greedy_keep, square_context_boxes
 from ..io.images import LoadedImage
-from ..proposals.regions import greedy_keep
-from ..structures import Detections, boxes_from_masks
+from ..structures import Detections
 from . import register_head
 from .frame import check_field_types, processing_frame, resize_float
 from .scoring import open_set_scores
@@ -163,24 +163,6 @@ _KINDS = {  # field → (accepted types, may be None)
     "context_padding": (float, False), "crop_batch_size": (int, False), "dense_side": (int, True),
     "dense_pool": (str, False), "min_box_size": (float, False), "max_side": (int, True),
 }
-
-
-def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:
-    """Enlarge boxes by ``padding`` × their longer side on every side and make them square.
-
-    Args:
-        boxes: float (N, 4) xyxy pixels.
-        padding: fraction of the longer side added on each side (>= 0).
-
-    Returns:
-        float32 (N, 4) square xyxy boxes with the same centres, side
-        ``max(w, h) * (1 + 2 * padding)``; they may extend beyond the image.
-    """
-    boxes = boxes.float()
-    c = (boxes[:, :2] + boxes[:, 2:]) / 2
-    side = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values.clamp(min=1.0) * (1 + 2 * padding)
-    half = (side / 2)[:, None]
-    return torch.cat([c - half, c + half], dim=1)
 
 
 @register_head("detect")

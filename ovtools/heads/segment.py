@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..geometry import boxes_from_masks, mask_nms, resize_masks
 from ..io.images import LoadedImage
-from ..proposals.regions import greedy_keep, mask_iou, resize_masks
-from ..structures import Detections, boxes_from_masks
+from ..structures import Detections
 from . import register_head
 from .detect import empty_detections
 from .frame import check_field_types, processing_frame
@@ -122,23 +122,6 @@ _KINDS = {
     "fusion_temperature": (float, False), "dense_side": (int, True), "nms_iou": (float, False),
     "min_mask_area": (int, False), "max_detections": (int, False), "max_side": (int, True),
 }
-
-
-def mask_nms(masks: torch.Tensor, scores: torch.Tensor, class_id: torch.Tensor, iou: float) -> torch.Tensor:
-    """Per-class greedy NMS on mask IoU.
-
-    Args:
-        masks: bool (N, H, W); scores: float (N,); class_id: int (N,).
-        iou: of two same-class masks with IoU above this, the lower-scoring one is removed.
-
-    Returns:
-        int64 (K,) kept indices, by decreasing score.
-    """
-    order = scores.argsort(descending=True)
-    if len(order) == 0:
-        return order
-    same = class_id[order][:, None] == class_id[order][None, :]
-    return order[greedy_keep((mask_iou(masks[order], masks[order]) > iou) & same)]
 
 
 @register_head("segment")

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import dedup_boxes
 from ..registry import Registry
 
 _REGISTRY = Registry("proposal source")
@@ -124,8 +125,6 @@ class HybridProposals:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Boxes for an RGB uint8 (H, W, 3) image → float32 (N, 4) xyxy pixels of that image."""
-        from .segments import dedup_boxes
-
         boxes = np.concatenate([self.segments(image), self.windows(image)])
         return dedup_boxes(boxes, self.dedup_iou)[: self.max_boxes]
 

@@ -33,30 +33,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..geometry import dedup_boxes
 from . import felzenszwalb_input, register_proposals
 
 _BINS = 25
-
-
-def dedup_boxes(boxes: np.ndarray, iou: float) -> np.ndarray:
-    """Remove near-duplicate boxes, keeping the first of each group.
-
-    Args:
-        boxes: float32 (N, 4) xyxy boxes, in priority order (earlier wins).
-        iou: a box whose IoU with an earlier kept box exceeds this is dropped.
-
-    Returns:
-        float32 (M, 4) kept boxes, in their original order.
-    """
-    import torch
-    from torchvision.ops import nms
-
-    if len(boxes) == 0:
-        return np.zeros((0, 4), np.float32)
-    t = torch.as_tensor(np.asarray(boxes, np.float32))
-    scores = torch.arange(len(t), 0, -1, dtype=torch.float32)
-    keep = nms(t, scores, float(iou)).sort().values
-    return t[keep].numpy()
 
 
 def _regions(labels: np.ndarray, image: np.ndarray):

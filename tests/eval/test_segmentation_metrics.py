@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from ovtools.cli import app
 from ovtools.eval.segmentation import ConfusionMatrix, coco_label_map
-from ovtools.structures import Detections, boxes_from_masks, masks_to_rle
+from ovtools.geometry import boxes_from_masks
+from ovtools.structures import Detections, masks_to_rle
 
 
 # ------------------------------------------------------------------------------ ConfusionMatrix

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou
 
 from ovtools.heads import DetectConfig, DetectHead, create_head
-from ovtools.heads.detect import square_context_boxes
+from ovtools.geometry import square_context_boxes
 from ovtools.io.images import LoadedImage
 from ovtools.prompts import ClassSpace, EmbeddingCache, build_class_embeddings
 

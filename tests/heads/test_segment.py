@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from ovtools.geometry import boxes_from_masks, mask_iou, mask_nms
 from ovtools.heads.mask_features import MaskFeatures
-from ovtools.heads.segment import SegmentConfig, SegmentHead, mask_nms
+from ovtools.heads.segment import SegmentConfig, SegmentHead
 from ovtools.io.images import as_loaded
 from ovtools.prompts import CANONICAL_NEGATIVES, ClassSpace, build_class_embeddings, load_templates
-from ovtools.proposals.regions import mask_iou
-from ovtools.structures import boxes_from_masks
 
 
 @pytest.fixture(scope="module")
