@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import UnknownNameError, WeightsUnavailableError, first_line
+from ..errors import UnknownNameError, WeightsUnavailableError, first_line, import_extra
 from . import check_image, register_proposals
 
 if TYPE_CHECKING:
@@ -45,12 +45,7 @@ _PIXEL_STD = (58.395, 57.12, 57.375)
 
 
 def _segment_anything():
-    try:
-        import segment_anything
-    except ImportError as e:
-        raise ImportError(
-            'SAM proposals need the segment-anything package: pip install "ovtools[sam]"') from e
-    return segment_anything
+    return import_extra("segment_anything", "sam", "SAM proposals")
 
 
 def build_tiny_sam(img_size: int = 256, seed: int = 0) -> Sam:
