@@ -1,5 +1,5 @@
 """Input decoding and output writing."""
 
-from .images import IMAGE_SUFFIXES, LoadedImage, as_loaded, load_image
+from .images import LoadedImage, as_loaded, image_suffixes, load_image
 
-__all__ = ["IMAGE_SUFFIXES", "LoadedImage", "as_loaded", "load_image"]
+__all__ = ["LoadedImage", "as_loaded", "image_suffixes", "load_image"]

@@ -10,16 +10,45 @@ naming the file.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import EpsImagePlugin, Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageLoadError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+#: Pillow formats it identifies but cannot decode without a handler the user registers (BUFR, GRIB, HDF5 stubs),
+#: at all (MPEG: size only), off Windows (WMF/EMF) or without Ghostscript (EPS); and Kodak PhotoCD, whose
+#: ``.pcd`` suffix ovtools reads as a point cloud (:mod:`ovtools.io.ply`).
+UNDECODABLE_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "PCD"})
+
+
+@lru_cache(maxsize=1)
+def image_suffixes() -> frozenset[str]:
+    """Lower-case file suffixes (``".jpg"``, ``".jfif"``, ``".avif"``, ...) of every format the decoder opens.
+
+    Taken from Pillow's registry (:func:`PIL.Image.registered_extensions`, which includes plug-ins
+    registered before the first call, e.g. a HEIF opener), keeping the formats Pillow can open
+    (:data:`PIL.Image.OPEN`, plus MPO, which the JPEG plug-in opens) and dropping
+    :data:`UNDECODABLE_FORMATS`, WMF/EMF off Windows and EPS without Ghostscript.  Folder and
+    glob inputs (:func:`ovtools.io.inputs.expand_image_inputs`) take files by these suffixes,
+    compared case-insensitively.
+
+    Returns:
+        frozenset of suffixes with the leading dot, lower case.
+    """
+    registered = Image.registered_extensions()  # runs Image.init(): every plug-in is loaded
+    skip = set(UNDECODABLE_FORMATS)
+    if sys.platform != "win32":
+        skip.add("WMF")
+    if not EpsImagePlugin.has_ghostscript():
+        skip.add("EPS")
+    openable = (set(Image.OPEN) | {"MPO"}) - skip
+    return frozenset(ext.lower() for ext, fmt in registered.items() if fmt in openable)
 
 
 @dataclass(frozen=True)

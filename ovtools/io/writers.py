@@ -29,7 +29,8 @@ JSON schema (``ovtools detect/classify --output out.json``)::
          "top_k": [{"label": "zebra", "class_id": 0, "confidence": 0.91}, ...]}  # best first;
                                            # label null / class_id -1 marks "none of these"
       ],
-      "errors": [{"image": "photos/bad.jpg", "error": "photos/bad.jpg: empty file (0 bytes)"}]
+      "errors": [{"image": "photos/bad.jpg", "error": "photos/bad.jpg: empty file (0 bytes)"}],
+      "skipped": ["photos/notes.txt"]   # files in input folders/patterns that are not images (not errors)
     }
 
 COCO results (``ovtools detect --coco-output dets.json``) follow the format
@@ -184,8 +185,11 @@ def classification_record(image: str | Path, cls: Classifications, index: int = 
 
 def results_document(task: str, records: Sequence[dict], class_names: Sequence[str], *,
                      model: str | None = None, pretrained: str | None = None,
-                     errors: Sequence[dict] = ()) -> dict:
+                     errors: Sequence[dict] = (), skipped: Sequence[str | Path] = ()) -> dict:
     """The top-level JSON document (schema in the module docstring).
+
+    ``skipped``: non-image files found in folder/pattern inputs and not processed
+    (:attr:`ovtools.io.inputs.ImageInputs.skipped`), listed as given.
 
     Raises:
         ValueError: ``task`` is not ``"detect"`` or ``"classify"``.
@@ -195,7 +199,8 @@ def results_document(task: str, records: Sequence[dict], class_names: Sequence[s
     if task not in ("detect", "classify", "segment"):
         raise ValueError(f"task must be 'detect', 'classify' or 'segment', got {task!r}")
     return {"ovtools_version": __version__, "task": task, "model": model, "pretrained": pretrained,
-            "class_names": list(class_names), "results": list(records), "errors": list(errors)}
+            "class_names": list(class_names), "results": list(records), "errors": list(errors),
+            "skipped": [str(p) for p in skipped]}
 
 
 def write_json(path: str | Path, document: dict | list, inputs: Iterable[str | Path] = ()) -> Path:
