@@ -78,7 +78,7 @@ def classify(
         overrides["top_k"] = top_k
     if reject is not None:
         overrides["reject"] = reject
-    files, problems = opt.expand_inputs(images, recursive)
+    files, problems, skipped = opt.expand_inputs(images, recursive)
     if not files and not problems:
         opt.usage_error("no images given")
     opt.check_outputs({"--output": output, "--save-vis": opt.vis_file(save_vis)}, files)
@@ -109,7 +109,8 @@ def classify(
         opt.stdout.print(_table(records))
     if output is not None:
         doc = results_document("classify", records, pipe.labels, model=getattr(pipe.encoder, "name", None),
-                               pretrained=getattr(pipe.encoder, "pretrained", None), errors=errors)
+                               pretrained=getattr(pipe.encoder, "pretrained", None), errors=errors,
+                               skipped=skipped)
         write_json(output, doc, files)
     if errors:
         opt.stderr.print(f"{len(errors)} of {len(files) + len(problems)} input(s) failed", highlight=False)

@@ -98,7 +98,7 @@ def detect(
                        ("nms_iou", nms_iou), ("max_detections", max_detections), ("crop_batch_size", batch_size)):
         if value is not None:
             overrides[key] = value
-    files, problems = opt.expand_inputs(images, recursive)
+    files, problems, skipped = opt.expand_inputs(images, recursive)
     if not files and not problems:
         opt.usage_error("no images given")
     opt.check_outputs({"--output": output, "--coco-output": coco_output, "--save-vis": opt.vis_file(save_vis),
@@ -112,4 +112,4 @@ def detect(
     records, errors = run_images(pipe, files, problems, "detect", savers)
     if records and not quiet:
         opt.stdout.print(_table(records))
-    finish(pipe, "detect", records, errors, len(files) + len(problems), files, output, coco_output)
+    finish(pipe, "detect", records, errors, len(files) + len(problems), files, output, coco_output, skipped)

@@ -133,7 +133,7 @@ def segment(
                        ("crop_batch_size", batch_size)):
         if value is not None:
             overrides[key] = value
-    files, problems = opt.expand_inputs(images, recursive)
+    files, problems, skipped = opt.expand_inputs(images, recursive)
     if not files and not problems:
         opt.usage_error("no images given")
     opt.check_outputs({"--output": output, "--coco-output": coco_output, "--save-vis": opt.vis_file(save_vis),
@@ -153,4 +153,4 @@ def segment(
     records, errors = run_images(pipe, files, problems, "segment", savers)
     if records and not quiet:
         opt.stdout.print(_table(records))
-    finish(pipe, "segment", records, errors, len(files) + len(problems), files, output, coco_output)
+    finish(pipe, "segment", records, errors, len(files) + len(problems), files, output, coco_output, skipped)
