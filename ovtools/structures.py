@@ -164,14 +164,29 @@ def masks_to_rle(masks: np.ndarray) -> list[dict]:
 class Classifications:
     """Zero-shot classification of one or more images.
 
+    Three numbers per (image, label), as detections score boxes
+    (:func:`~ovtools.heads.scoring.open_set_scores`):
+
+    * ``probability``: softmax over the user's labels at temperature ``logit_scale``
+      (CLIP §3.1.2) — which of *these* labels fits best; it sums to 1 over the labels, so a
+      single label always has probability 1, whatever the image shows;
+    * ``relevancy``: LERF relevancy of the label against its negatives ("object", "things",
+      "stuff", "texture", the class space's own) — whether the image shows the label *at all*;
+      below 0.5 when a negative describes the image better;
+    * ``confidence = probability × relevancy`` in [0, 1]: the open-set score, the number
+      reported first (the same score :class:`Detections` carry).  A single label on a blank
+      image gets a low confidence, not 1.0.
+
     Attributes:
-        class_id: int64 (B, k) top-k class ids per image, best first; ``-1`` marks
-            "none of these" when open-set rejection is on.
-        confidence: float32 (B, k), softmax probabilities over the class space at
-            temperature ``logit_scale`` (CLIP §3.1.2), aligned with ``class_id``.
+        class_id: int64 (B, k) top-k class ids per image, ranked by ``probability`` (CLIP
+            zero-shot top-k, what ``ovtools eval`` top-1 measures), best first; ``-1`` marks
+            "none of these".
+        confidence: float32 (B, k) open-set confidence in [0, 1], aligned with ``class_id``.
         class_names: names of the class space.
         logits: optional float32 (B, C): ``logit_scale * cosine`` for every class.
         rejected: bool (B,): the top class did not beat its negatives ("none of these").
+        probability: optional float32 (B, k) softmax probability over the labels, aligned with ``class_id``.
+        relevancy: optional float32 (B, k) relevancy against the negatives in (0, 1], aligned with ``class_id``.
 
     Raises:
         ValueError: on construction, on mismatched shapes or out-of-range ids.
@@ -182,6 +197,8 @@ class Classifications:
     class_names: list[str] = field(default_factory=list)
     logits: np.ndarray | None = None
     rejected: np.ndarray | None = None
+    probability: np.ndarray | None = None
+    relevancy: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         cid = np.asarray(self.class_id)
@@ -197,6 +214,14 @@ class Classifications:
             self.logits = _as(self.logits, np.float32, "logits", (b, len(self.class_names)))
         self.rejected = (np.zeros(b, bool) if self.rejected is None
                          else _as(self.rejected, bool, "rejected", (b,)))
+        for name in ("confidence", "probability", "relevancy"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = _as(value, np.float32, name, (b, k))
+            if value.size and (value.min() < 0 or value.max() > 1):
+                raise ValueError(f"{name} must be in [0, 1], got values in [{value.min()}, {value.max()}]")
+            setattr(self, name, value)
 
     def __len__(self) -> int:
         return len(self.class_id)
@@ -206,15 +231,18 @@ class Classifications:
         return [None if r or c < 0 else self.class_names[c] for c, r in zip(self.class_id[:, 0], self.rejected)]
 
     def to_dict(self, index: int = 0) -> dict:
-        """JSON-ready dict for image ``index``."""
-        return {
-            "rejected": bool(self.rejected[index]),
-            "top_k": [
-                {"label": None if c < 0 else self.class_names[c], "class_id": int(c),
-                 "confidence": round(float(s), 6)}
-                for c, s in zip(self.class_id[index], self.confidence[index])
-            ],
-        }
+        """JSON-ready dict for image ``index``: ``{"rejected", "top_k": [{"label", "class_id", "confidence",
+        "probability", "relevancy"}]}`` (the last two when known)."""
+        top = []
+        for j, c in enumerate(self.class_id[index]):
+            entry = {"label": None if c < 0 else self.class_names[c], "class_id": int(c),
+                     "confidence": round(float(self.confidence[index, j]), 6)}
+            for name in ("probability", "relevancy"):
+                value = getattr(self, name)
+                if value is not None:
+                    entry[name] = round(float(value[index, j]), 6)
+            top.append(entry)
+        return {"rejected": bool(self.rejected[index]), "top_k": top}
 
 
 @dataclass

@@ -26,7 +26,10 @@ JSON schema (``ovtools detect/classify --output out.json``)::
         # classification record
         {"image": "photos/b.jpg", "image_size": [h, w],
          "rejected": false,                # true: no label beat the negatives ("none of these")
-         "top_k": [{"label": "zebra", "class_id": 0, "confidence": 0.91}, ...]}  # best first;
+         "top_k": [{"label": "zebra", "class_id": 0,   # ranked by probability, best first;
+                    "confidence": 0.62,            # open-set: probability x relevancy, as boxes
+                    "probability": 0.91,           # softmax over the given labels (1.0 for one label)
+                    "relevancy": 0.68}, ...]}      # vs. the negatives ("object", "stuff"...); < 0.5: lost
                                            # label null / class_id -1 marks "none of these"
       ],
       "errors": [{"image": "photos/bad.jpg", "error": "photos/bad.jpg: empty file (0 bytes)"}],
@@ -172,7 +175,8 @@ def classification_record(image: str | Path, cls: Classifications, index: int = 
         image_size: ``(h, w)`` of the original image, if known.
 
     Returns:
-        ``{"image", "image_size", "rejected", "top_k": [{"label", "class_id", "confidence"}]}``.
+        ``{"image", "image_size", "rejected", "top_k": [{"label", "class_id", "confidence", "probability",
+        "relevancy"}]}`` (the last two when ``cls`` has them).
 
     Raises:
         IndexError: ``index`` is outside the batch.

@@ -85,7 +85,8 @@ class ClassifyPipeline(Pipeline):
 
         Returns:
             :class:`~ovtools.structures.Classifications` with B = 1: ``class_id`` int64 (1, k),
-            ``confidence`` float32 (1, k) probabilities, best first.
+            ``confidence`` float32 (1, k) open-set confidence (probability × relevancy),
+            ``probability`` and ``relevancy`` beside it, ranked by probability.
 
         Raises:
             ImageLoadError: an unreadable path.

@@ -51,7 +51,10 @@ def test_single_image_table_json_png(runner, photos, tmp_path):
     assert doc["pretrained"] is None and doc["errors"] == []
     (rec,) = doc["results"]
     assert rec["image"] == str(photos / "a.jpg") and rec["image_size"] == [48, 64]
-    assert len(rec["top_k"]) == 2 and set(rec["top_k"][0]) == {"label", "class_id", "confidence"}
+    assert len(rec["top_k"]) == 2
+    assert set(rec["top_k"][0]) == {"label", "class_id", "confidence", "probability", "relevancy"}
+    top = rec["top_k"][0]
+    assert top["confidence"] == pytest.approx(top["probability"] * top["relevancy"], abs=2e-6)
     assert Image.open(vis).format == "PNG"
 
 
