@@ -1,8 +1,10 @@
 """Decoding the images users actually send into RGB uint8 (H, W, 3).
 
-Handles EXIF orientation (``ImageOps.exif_transpose``), RGBA/LA/palette images
-with transparency (composited on white), 16-bit and float images (rescaled to
-8 bit), grayscale, CMYK, animated GIF/WebP/APNG (first frame), and very large
+Handles EXIF orientation (``ImageOps.exif_transpose``, in JPEG, PNG, WebP, TIFF and
+AVIF alike), RGBA/LA/palette images with transparency (composited on white), 16-bit
+images (rescaled to 8 bit), float and 32-bit integer images (their finite range
+stretched to 0–255; NaN black), grayscale, CMYK, multi-frame files (animated
+GIF/WebP/APNG, multi-page TIFF, MPO: the first frame), and very large
 images (decoded at reduced size with JPEG draft mode where possible, so memory
 stays bounded).  Every failure is an :class:`~ovtools.errors.ImageLoadError`
 naming the file.
@@ -80,11 +82,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.alpha_composite(bg, rgba).convert("RGB")
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         a = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if mode.startswith("I;16") or (mode == "I" and a.max() > 255) else 255.0
-        if mode == "F":
-            lo, hi = float(a.min()), float(a.max())
-            a = (a - lo) / (hi - lo or 1.0) * 255.0
+        finite = np.isfinite(a)
+        if mode == "F" or (mode == "I" and finite.any() and (a.min() < 0 or a.max() > 65535)):
+            # float or 32-bit data (depth, scientific): stretch the finite range to 0-255; NaN and -inf
+            # become black, +inf white (a NaN "no data" value must not turn the whole image to noise)
+            lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0.0, 1.0)
+            a = (np.where(finite, a, np.where(a > 0, hi, lo)) - lo) / (hi - lo or 1.0) * 255.0
         else:
+            hi = 65535.0 if mode.startswith("I;16") or (mode == "I" and a.max() > 255) else 255.0
             a = a / hi * 255.0
         return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode != "RGB":
