@@ -1,9 +1,18 @@
-"""Result types: :class:`Classifications` and :class:`Detections`.
+"""Result types, one per task.
+
+* :class:`Classifications` (``classify``): top-k class ids per image with open-set
+  confidence, label probability and relevancy, and a "none of these" flag;
+* :class:`Detections` (``detect`` and ``segment``): xyxy boxes (N, 4) float32 in pixels
+  of the original image, confidence (N,), class ids (N,), optional bool masks (N, H, W);
+  :meth:`Detections.empty` builds a result with no detection, :meth:`Detections.label_map`
+  the semantic map of a segmentation;
+* :class:`PointLabels` (``segment3d``): one class id and confidence per input point.
 
 Validated on construction (shapes, dtypes, finiteness) in the manner of
 supervision's ``Detections``: a wrong shape raises ``ValueError`` naming the
 field, the expected and the actual shape.  Empty results keep their shapes,
-e.g. ``xyxy`` is ``(0, 4)``.
+e.g. ``xyxy`` is ``(0, 4)``.  Every confidence is the open-set score of
+:func:`ovtools.heads.scoring.open_set_scores`, in [0, 1].
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 
 def _as(arr, dtype, name: str, shape: tuple) -> np.ndarray:
@@ -150,8 +160,6 @@ class Detections:
 
 def masks_to_rle(masks: np.ndarray) -> list[dict]:
     """COCO RLE of bool masks (N, H, W) via pycocotools: ``[{"size": [H, W], "counts": str, "area": int}]``."""
-    from pycocotools import mask as mask_utils
-
     if len(masks) == 0:
         return []
     rles = mask_utils.encode(np.asfortranarray(np.asarray(masks, np.uint8).transpose(1, 2, 0)))

@@ -6,11 +6,14 @@ consumes them (:func:`ovtools.io.images.load_image`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from ..io.inputs import files_in, is_image_file
 
@@ -154,10 +157,6 @@ def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None) 
         FileNotFoundError: the JSON does not exist.
         ValueError: the JSON is not a COCO instances file (names the file).
     """
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
 
     annotation_file = Path(annotation_file)
     if not annotation_file.is_file():

@@ -45,15 +45,24 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import boxes_from_masks, masked_roi_crops, square_context_boxes
+from ..prompts import ClassSpace, load_templates
+from ..scene3d import (
+    Camera,
+    RGBDFrame,
+    estimate_point_spacing,
+    plan_views,
+    render_points,
+    write_rgbd_folder,
+)
 from .export import (
     CAPTION_COLUMNS,
     EXTRA_TEMPLATES,
     SHAPES_TEMPLATES,
-    _map,
-    _png_bytes,
     context_crop,
     negative_row,
     object_rows,
+    parallel_map,
+    png_bytes,
 )
 from .scenes3d import Scene3D, generate_scenes3d
 from .shapes import item_rng
@@ -71,14 +80,11 @@ _STREAM = 14  # item_rng stream of the view crops (scenes3d uses 13)
 @lru_cache(maxsize=1)
 def _synonyms() -> dict[str, tuple[str, ...]]:
     """Class name → synonyms of the ``shapes3d`` class space."""
-    from ..prompts import ClassSpace
-
     return {c.name: tuple(c.synonyms) for c in ClassSpace.load("shapes3d").classes}
 
 
 @lru_cache(maxsize=1)
 def _object_templates() -> tuple[str, ...]:
-    from ..prompts import load_templates
     return tuple(load_templates("objects").templates)
 
 
@@ -191,8 +197,6 @@ def random_views(rng: np.random.Generator, points: np.ndarray, n_views: int = 3,
     Returns:
         ``n_views`` :class:`~ovtools.scene3d.Camera` s, poses in the world frame.
     """
-    from ..scene3d import Camera, plan_views
-
     frame_pts = np.asarray(points, np.float32)[::16]  # plan_views only needs the bounding box
     cams = []
     for _ in range(n_views):
@@ -285,8 +289,6 @@ def scene_crops(seed: int, index: int, n_views: int = 3, points: int = 150_000, 
         list of (uint8 (crop_size, crop_size, 3), caption, label, image_labels), a pure
         function of the arguments.
     """
-    from ..scene3d import estimate_point_spacing, render_points
-
     scene = next(generate_scenes3d(1, seed, start=index, points=points))
     rng = item_rng(seed, index, _STREAM)
     spacing = estimate_point_spacing(scene.points)
@@ -300,7 +302,7 @@ def scene_crops(seed: int, index: int, n_views: int = 3, points: int = 150_000, 
 def _views_job(args):
     seed, i, n_views, points, size = args
     torch.set_num_threads(1)  # one process per core
-    return [(_png_bytes(img), c, lab, il) for img, c, lab, il in scene_crops(seed, i, n_views, points, size)]
+    return [(png_bytes(img), c, lab, il) for img, c, lab, il in scene_crops(seed, i, n_views, points, size)]
 
 
 def write_views3d(out_dir: str | Path, n_scenes: int, seed: int = 0, workers: int = 1, *, n_views: int = 3,
@@ -330,7 +332,7 @@ def write_views3d(out_dir: str | Path, n_scenes: int, seed: int = 0, workers: in
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     jobs = ((seed, i, n_views, points, tuple(size)) for i in range(n_scenes))
-    for i, samples in enumerate(_map(_views_job, jobs, workers)):
+    for i, samples in enumerate(parallel_map(_views_job, jobs, workers)):
         for k, (png, caption, label, image_labels) in enumerate(samples):
             rel = f"images/{i:06d}_{k:02d}.png"
             (out / rel).write_bytes(png)
@@ -365,14 +367,6 @@ def write_scene_rgbd(scene: Scene3D, out_dir: str | Path, n_views: int, size=VIE
     Raises:
         ValueError: ``n_views < 1``.
     """
-    from ..scene3d import (
-        RGBDFrame,
-        estimate_point_spacing,
-        plan_views,
-        render_points,
-        write_rgbd_folder,
-    )
-
     if n_views < 1:
         raise ValueError(f"n_views must be >= 1, got {n_views}")
     n_around = math.ceil(n_views / 2)

@@ -1,4 +1,9 @@
-"""Evaluation: zero-shot accuracy, linear probes, COCO AP (pycocotools)."""
+"""Evaluation with the metric code a user runs on real data.
+
+Zero-shot top-1/top-5 (:mod:`.zeroshot`), linear probes (:mod:`.probe`), COCO box and mask
+AP through pycocotools (:mod:`.coco`), semantic-segmentation mIoU (:mod:`.segmentation`),
+3D point-cloud mIoU (:mod:`.scenes3d`) and the evaluation-world quality report (:mod:`.report`).
+"""
 
 from .coco import coco_detection_metrics
 from .features import image_features

@@ -10,6 +10,8 @@ import contextlib
 import io
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
               "AR_small", "AR_medium", "AR_large"]
@@ -27,9 +29,6 @@ def coco_detection_metrics(coco_gt, results: list[dict], iou_type: str = "bbox")
         Dict of the 12 standard COCOeval statistics (``AP``, ``AP50``, ... ``AR100`` ...) in [0, 1];
         -1 where COCOeval has nothing to measure. With no results at all every value is 0.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     if not isinstance(coco_gt, COCO):
         with contextlib.redirect_stdout(io.StringIO()):
             coco_gt = COCO(str(coco_gt))

@@ -9,6 +9,8 @@ over powers of ten followed by a finer search.  ``k``-shot probes (1, 2, 4, 8,
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -23,9 +25,8 @@ def sample_k_shot(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _fit(x, y, c: float):
-    import warnings
 
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # 1-4 s to import: kept to the one function needing it
 
     clf = LogisticRegression(C=c, max_iter=1000)
     with warnings.catch_warnings():  # k-shot sets trip sklearn's "looks like regression" heuristic

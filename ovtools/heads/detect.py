@@ -33,7 +33,7 @@ Pipeline of :class:`DetectHead` for one image:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from torchvision.ops import batched_nms, box_iou, roi_align
 
 from ..geometry import boxes_from_masks, greedy_keep, square_context_boxes
 from ..io.images import LoadedImage
+from ..proposals import create_proposals
 from ..structures import Detections
 from . import register_head
 from .frame import check_field_types, processing_frame, resize_float
@@ -187,9 +188,6 @@ class DetectHead:
     """
 
     def __init__(self, encoder, config: DetectConfig | None = None, **overrides: Any) -> None:
-        from dataclasses import replace
-
-        from ..proposals import create_proposals
 
         config = config or DetectConfig()
         if overrides:

@@ -32,9 +32,11 @@ import torch
 
 from ..geometry import boxes_from_masks, mask_nms, resize_masks
 from ..io.images import LoadedImage
+from ..proposals import create_proposals
+from ..proposals.sam import SamBoxSegmenter
 from ..structures import Detections
 from . import register_head
-from .detect import empty_detections
+from .detect import DetectConfig, DetectHead, empty_detections
 from .frame import check_field_types, processing_frame
 from .mask_features import MASK_FILLS, SCORINGS, MaskFeatures
 from .scoring import open_set_scores
@@ -147,8 +149,6 @@ class SegmentHead:
     """
 
     def __init__(self, encoder, config: SegmentConfig | None = None, **overrides: Any) -> None:
-        from ..proposals import create_proposals
-
         config = config or SegmentConfig()
         if overrides:
             config = replace(config, **overrides)
@@ -160,9 +160,6 @@ class SegmentHead:
                                      config.crop_batch_size, config.fusion_temperature, config.dense_side)
         self.detector = self.box_segmenter = self.source = None
         if config.proposals == "detect":
-            from ..proposals.sam import SamBoxSegmenter
-            from .detect import DetectConfig, DetectHead
-
             opts = {k: tuple(v) if isinstance(v, list) else v for k, v in config.detect_options.items()}
             self.detector = DetectHead(encoder, DetectConfig(**{"max_side": None, **opts}))
             self.box_segmenter = SamBoxSegmenter(**dict(config.proposal_options))

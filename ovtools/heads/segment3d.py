@@ -35,9 +35,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..proposals import create_proposals
+from ..scene3d import (
+    FeaturePartition,
+    FusionView,
+    dense_partition,
+    ensemble_features,
+    estimate_point_spacing,
+    fuse_features,
+    plan_views,
+    render_points,
+    train_distill,
+)
 from ..structures import PointLabels
 from . import register_head
 from .frame import check_field_types
+from .mask_features import MaskFeatures
 from .scoring import open_set_scores
 
 MODES = ("fusion", "distill", "ensemble")
@@ -183,8 +196,6 @@ class SceneFeatures:
                              "distillation (distill_steps=0)")
         if mode == "distill":
             return self.distilled
-        from ..scene3d import ensemble_features
-
         return ensemble_features(self.fused, self.distilled, class_embeddings, logit_scale, seen=self.count > 0)
 
 
@@ -202,9 +213,6 @@ class Segment3DHead:
     """
 
     def __init__(self, encoder, config: Segment3DConfig | None = None, **overrides: Any) -> None:
-        from ..proposals import create_proposals
-        from .mask_features import MaskFeatures
-
         config = config or Segment3DConfig()
         if overrides:
             config = replace(config, **overrides)
@@ -231,8 +239,6 @@ class Segment3DHead:
         Returns:
             ``FeaturePartition(index int64 (H, W) or (gh, gw), feats float32 (M, D))``.
         """
-        from ..scene3d import FeaturePartition, dense_partition
-
         cfg = self.config
         if cfg.features == "dense":
             return dense_partition(self.encoder, rgb, side=cfg.dense_side)
@@ -254,8 +260,6 @@ class Segment3DHead:
 
     def _views(self, scene, spacing: float) -> tuple[int, Any]:
         """``(number of views, iterator of (rgb uint8 (H, W, 3), valid bool or None, K, pose, depth float32))``."""
-        from ..scene3d import plan_views, render_points
-
         cfg = self.config
         if scene.rgbd is not None:
             n = len(scene.rgbd)
@@ -291,8 +295,6 @@ class Segment3DHead:
             ValueError: no view saw any point (e.g. degenerate coordinates, or RGB-D frames of
                 another scene); the message names the scene and its extent.
         """
-        from ..scene3d import FusionView, estimate_point_spacing, fuse_features, train_distill
-
         cfg = self.config
         spacing = float(estimate_point_spacing(scene.points))
         tol = cfg.depth_tolerance or max(0.02, 4.0 * spacing)

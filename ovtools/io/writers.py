@@ -5,7 +5,7 @@ into place with ``os.replace`` (atomic on POSIX and Windows), so a reader never
 sees half a file and a crash never leaves a truncated output.  A writer refuses
 (:class:`OutputPathError`) to write over any of the input images it is given.
 
-JSON schema (``ovtools detect/classify --output out.json``)::
+JSON schema (``ovtools detect/segment/classify --output out.json``)::
 
     {
       "ovtools_version": "0.1.0",
@@ -54,6 +54,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .. import __version__
 from ..errors import OvtoolsError
 from ..structures import Classifications, Detections
 
@@ -196,10 +197,8 @@ def results_document(task: str, records: Sequence[dict], class_names: Sequence[s
     (:attr:`ovtools.io.inputs.ImageInputs.skipped`), listed as given.
 
     Raises:
-        ValueError: ``task`` is not ``"detect"`` or ``"classify"``.
+        ValueError: ``task`` is not ``"detect"``, ``"classify"`` or ``"segment"``.
     """
-    from .. import __version__
-
     if task not in ("detect", "classify", "segment"):
         raise ValueError(f"task must be 'detect', 'classify' or 'segment', got {task!r}")
     return {"ovtools_version": __version__, "task": task, "model": model, "pretrained": pretrained,

@@ -1,7 +1,8 @@
 """`Pipeline`: load the encoder once, hold the current class embeddings, swap them safely.
 
-The shared machinery of :class:`~ovtools.pipelines.ClassifyPipeline` and
-:class:`~ovtools.pipelines.DetectPipeline`:
+The shared machinery of every pipeline (:class:`~ovtools.pipelines.ClassifyPipeline`,
+:class:`~ovtools.pipelines.DetectPipeline`, :class:`~ovtools.pipelines.SegmentPipeline`,
+:class:`~ovtools.pipelines.Segment3DPipeline`):
 
 * settings from a preset plus keyword overrides (:mod:`ovtools.pipelines.presets`);
 * one :class:`~ovtools.encoders.CLIPEncoder`, built here or passed in with
@@ -27,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..encoders import CLIPEncoder
 from ..errors import ConfigError
 from ..io.images import LoadedImage, as_loaded
 from ..prompts import ClassEmbeddings, ClassSpace, EmbeddingCache, build_class_embeddings, load_templates, parse_labels
@@ -75,8 +77,6 @@ class Pipeline:
         self.settings: Settings = resolve_settings(self.task, self._allowed_keys(), preset, overrides)
         s = self.settings
         if encoder is None:
-            from ..encoders import CLIPEncoder
-
             encoder = CLIPEncoder(s["model"], s["pretrained"], device=s["device"], precision=s["precision"])
         else:
             clash = sorted({"model", "pretrained", "device", "precision"} & set(overrides))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..heads.classify import ClassifyHead
 from ..structures import Classifications
 from .base import Pipeline
 from .presets import COMMON_KEYS
@@ -62,8 +63,6 @@ class ClassifyPipeline(Pipeline):
         return {**COMMON_KEYS, **CLASSIFY_KEYS}
 
     def _setup(self) -> None:
-        from ..heads.classify import ClassifyHead
-
         s = self.settings
         k = s["top_k"]
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:

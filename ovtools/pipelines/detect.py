@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..heads.detect import DetectConfig, DetectHead
 from ..prompts import ClassSpace
 from ..structures import Detections
 from .base import Pipeline, config_defaults
@@ -26,8 +27,6 @@ from .presets import COMMON_KEYS
 
 def detect_config_keys() -> dict[str, Any]:
     """Every :class:`~ovtools.heads.detect.DetectConfig` field with its default."""
-    from ..heads.detect import DetectConfig
-
     return config_defaults(DetectConfig)
 
 
@@ -59,8 +58,6 @@ class DetectPipeline(Pipeline):
         return {**COMMON_KEYS, **detect_config_keys()}
 
     def _setup(self) -> None:
-        from ..heads.detect import DetectConfig, DetectHead
-
         self.config = self._build_config(DetectConfig, "detection")
         self.head = DetectHead(self.encoder, self.config)
 

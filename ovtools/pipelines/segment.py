@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..heads.segment import SegmentConfig, SegmentHead
 from ..prompts import ClassSpace
 from ..structures import Detections
 from .base import Pipeline, config_defaults
@@ -34,8 +35,6 @@ from .presets import COMMON_KEYS
 
 def segment_config_keys() -> dict[str, Any]:
     """Every :class:`~ovtools.heads.segment.SegmentConfig` field with its default."""
-    from ..heads.segment import SegmentConfig
-
     return config_defaults(SegmentConfig)
 
 
@@ -66,8 +65,6 @@ class SegmentPipeline(Pipeline):
         return {**COMMON_KEYS, **segment_config_keys()}
 
     def _setup(self) -> None:
-        from ..heads.segment import SegmentConfig, SegmentHead
-
         self.config = self._build_config(SegmentConfig, "segmentation")
         self.head = SegmentHead(self.encoder, self.config)
 

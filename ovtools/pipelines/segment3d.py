@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from ..heads.segment3d import SceneFeatures, Segment3DConfig, Segment3DHead
+from ..io.ply import PointCloud, colors_to_uint8
 from ..prompts import ClassSpace
+from ..scene3d.scene import Scene3DInput, load_scene, scene_from_cloud
 from ..structures import PointLabels
 from .base import Pipeline, config_defaults
 from .presets import COMMON_KEYS
@@ -36,8 +39,6 @@ _KEEP_SCENES = 2
 
 def segment3d_config_keys() -> dict[str, Any]:
     """Every :class:`~ovtools.heads.segment3d.Segment3DConfig` field with its default."""
-    from ..heads.segment3d import Segment3DConfig
-
     return config_defaults(Segment3DConfig)
 
 
@@ -80,8 +81,6 @@ class Segment3DPipeline(Pipeline):
         return {**COMMON_KEYS, **segment3d_config_keys()}
 
     def _setup(self) -> None:
-        from ..heads.segment3d import Segment3DConfig, Segment3DHead
-
         self.config = self._build_config(Segment3DConfig, "3D segmentation")
         self.head = Segment3DHead(self.encoder, self.config)
         self._scenes: OrderedDict[tuple, Any] = OrderedDict()
@@ -96,9 +95,6 @@ class Segment3DPipeline(Pipeline):
             FileNotFoundError, PointCloudError, ValueError: see :func:`~ovtools.scene3d.scene.load_scene`.
             TypeError: an unsupported object.
         """
-        from ..io.ply import PointCloud, colors_to_uint8
-        from ..scene3d.scene import Scene3DInput, load_scene, scene_from_cloud
-
         cfg = self.config
         if isinstance(scene, Scene3DInput):
             return scene
@@ -147,8 +143,6 @@ class Segment3DPipeline(Pipeline):
         Raises:
             RuntimeError: no labels set.
         """
-        from ..heads.segment3d import SceneFeatures
-
         emb = self.embeddings if labels is None else self.embed(labels)
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
         return self.head.label(sf, emb, mode)
@@ -163,8 +157,6 @@ class Segment3DPipeline(Pipeline):
         Raises:
             ValueError: an empty phrase, or an unknown mode.
         """
-        from ..heads.segment3d import SceneFeatures
-
         if not isinstance(phrase, str) or not phrase.strip():
             raise ValueError("query phrase must be a non-empty string")
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..geometry import dedup_boxes
 from ..registry import Registry
@@ -74,8 +75,6 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 def downscale(image: np.ndarray, max_side: int | None) -> np.ndarray:
     """RGB uint8 (H, W, 3) resized (bilinear) so its longer side is at most ``max_side`` (``None``: unchanged)."""
-    from PIL import Image
-
     h, w = image.shape[:2]
     if not max_side or max(h, w) <= max_side:
         return image

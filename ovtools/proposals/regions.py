@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_masks, resize_masks
 from . import felzenszwalb_input, register_proposals
@@ -114,8 +115,6 @@ class RegionMaskProposals:
         Raises:
             TypeError / ValueError: ``image`` is not an RGB uint8 (H, W, 3) array.
         """
-        from skimage.segmentation import felzenszwalb
-
         work, min_region = felzenszwalb_input(image, self.max_side, self.min_region)
         h, w = image.shape[:2]
         rng = np.random.default_rng(self.seed)

@@ -32,6 +32,8 @@ import heapq
 from collections.abc import Sequence
 
 import numpy as np
+from skimage import color
+from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_boxes
 from . import felzenszwalb_input, register_proposals
@@ -200,8 +202,6 @@ class SegmentProposals:
         self.seed = int(seed)
 
     def _convert(self, image: np.ndarray, space: str) -> np.ndarray:
-        from skimage import color
-
         if space == "rgb":
             return image
         conv = color.rgb2hsv(image) if space == "hsv" else color.rgb2lab(image)
@@ -223,8 +223,6 @@ class SegmentProposals:
         Raises:
             TypeError / ValueError: ``image`` is not an RGB uint8 (H, W, 3) array.
         """
-        from skimage.segmentation import felzenszwalb
-
         work, min_region = felzenszwalb_input(image, self.max_side, self.min_region)
         h, w = image.shape[:2]
         wh, ww = work.shape[:2]
