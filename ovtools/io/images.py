@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import EpsImagePlugin, Image, ImageOps, UnidentifiedImageError
+from PIL import EpsImagePlugin, Image, ImageOps, UnidentifiedImageError, features
 
 from ..errors import ImageLoadError
 
@@ -27,6 +27,8 @@ from ..errors import ImageLoadError
 #: at all (MPEG: size only), off Windows (WMF/EMF) or without Ghostscript (EPS); and Kodak PhotoCD, whose
 #: ``.pcd`` suffix ovtools reads as a point cloud (:mod:`ovtools.io.ply`).
 UNDECODABLE_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "PCD"})
+#: formats whose decoder is an optional part of a Pillow build → the :func:`PIL.features.check` name
+OPTIONAL_CODECS = {"JPEG2000": "jpg_2000", "WEBP": "webp", "AVIF": "avif"}
 
 
 @lru_cache(maxsize=1)
@@ -36,7 +38,8 @@ def image_suffixes() -> frozenset[str]:
     Taken from Pillow's registry (:func:`PIL.Image.registered_extensions`, which includes plug-ins
     registered before the first call, e.g. a HEIF opener), keeping the formats Pillow can open
     (:data:`PIL.Image.OPEN`, plus MPO, which the JPEG plug-in opens) and dropping
-    :data:`UNDECODABLE_FORMATS`, WMF/EMF off Windows and EPS without Ghostscript.  Folder and
+    :data:`UNDECODABLE_FORMATS`, WMF/EMF off Windows, EPS without Ghostscript and the
+    :data:`OPTIONAL_CODECS` this Pillow build lacks (JPEG 2000, WebP, AVIF).  Folder and
     glob inputs (:func:`ovtools.io.inputs.expand_image_inputs`) take files by these suffixes,
     compared case-insensitively.
 
@@ -49,6 +52,7 @@ def image_suffixes() -> frozenset[str]:
         skip.add("WMF")
     if not EpsImagePlugin.has_ghostscript():
         skip.add("EPS")
+    skip.update(fmt for fmt, codec in OPTIONAL_CODECS.items() if not features.check(codec))
     openable = (set(Image.OPEN) | {"MPO"}) - skip
     return frozenset(ext.lower() for ext, fmt in registered.items() if fmt in openable)
 
