@@ -94,6 +94,7 @@ def _xyz(points):
 
 
 # ----------------------------------------------------------------------- outputs
+@pytest.mark.slow
 def test_labelled_ply_summary_and_features(preset, scene_ply, scene3d, ref, tmp_path):
     out, summary, feats = tmp_path / "labelled.ply", tmp_path / "summary.json", tmp_path / "f.npy"
     r = run(scene_ply, *small(preset, "--labels", NEG, "-o", out, "--summary", summary, "--features", feats))
@@ -141,6 +142,7 @@ def test_labelled_ply_summary_and_features(preset, scene_ply, scene3d, ref, tmp_
     assert (norms < 1.01).all() and (norms > 0.99).mean() > 0.9  # L2-normalised features
 
 
+@pytest.mark.slow
 def test_query_writes_relevancy(preset, scene_ply, ref, tmp_path):
     out, summary = tmp_path / "relevancy.ply", tmp_path / "q.json"
     r = run(scene_ply, *small(preset, "--query", "red cube", "-o", out, "--summary", summary, "-q"))
@@ -157,6 +159,7 @@ def test_query_writes_relevancy(preset, scene_ply, ref, tmp_path):
     assert doc["max_relevancy"] == pytest.approx(float(rel.max()), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_voxel_size_output_keeps_the_input_points(preset, scene_ply, scene3d, tmp_path):
     out = tmp_path / "v.ply"
     r = run(scene_ply, *small(preset, "--labels", NEG, "--voxel-size", "0.1", "-o", out, "-q"))
@@ -185,6 +188,7 @@ def _variant(kind, scene3d, path):
     return _write(path, {**_xyz(bad), **colours}), N - 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ascii", "float_rgb", "no_colours", "mesh", "nan"])
 def test_ply_variants_end_to_end(preset, scene3d, tmp_path, kind):
     path, n = _variant(kind, scene3d, tmp_path / f"{kind}.ply")
@@ -207,6 +211,7 @@ def test_ply_variants_end_to_end(preset, scene3d, tmp_path, kind):
     assert label.min() >= -1 and label.max() < len(CANONICAL_NEGATIVES)
 
 
+@pytest.mark.slow
 def test_rgbd_folder(preset, scene3d, tmp_path):
     from ovtools.scene3d import RGBDFrame, plan_views, render_points, write_rgbd_folder
 
@@ -262,6 +267,7 @@ def _usage_scene(kind, d, scene_ply):
     ("ok", ["--distill-steps", "0", "--mode", "ensemble"], "distill"),  # ensemble needs the 3D network
     ("ok", ["--summary", "{tmp}/x.npy", "--features", "{tmp}/x.npy"], "same file"),
 ])
+@pytest.mark.slow
 def test_usage_errors_exit_2(preset, d, scene_ply, tmp_path, kind, args, message):
     scene = _usage_scene(kind, d, scene_ply)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -310,6 +316,7 @@ def test_help_lists_segment3d_options():
         assert option in r.stdout, option
 
 
+@pytest.mark.slow
 def test_distill_steps_0_alone_means_fusion(preset, scene_ply, tmp_path):
     """No 3D network: --distill-steps 0 without --mode runs fusion instead of failing on the preset's ensemble."""
     summary = tmp_path / "s.json"
@@ -319,6 +326,7 @@ def test_distill_steps_0_alone_means_fusion(preset, scene_ply, tmp_path):
     assert "distill 0.0 s" in r.output  # the stage timings on stderr
 
 
+@pytest.mark.slow
 def test_xyz_input_without_a_loadable_open3d_is_one_line(preset, tmp_path, monkeypatch):
     from tests.io.test_ply import broken_open3d
 

@@ -71,6 +71,7 @@ def test_registry_lists_names_and_refuses_duplicates(tiny_encoder):
         register_head("classify")(ClassifyHead)
 
 
+@pytest.mark.slow
 def test_one_label_on_a_blank_image_is_not_certain():
     """Issue 10 item 8: softmax over a single label is 1.0 whatever the image; the reported confidence is not."""
     from ovtools.datasets.shapes import generate_classification

@@ -32,6 +32,7 @@ def _gt_map(scene, names):
     return gt
 
 
+@pytest.mark.slow
 def test_crop_scoring_names_the_shapes(shapes):
     enc, emb, scenes = shapes
     head = SegmentHead(enc, SegmentConfig(scoring="crop", max_side=512))
@@ -68,6 +69,7 @@ def test_masks_come_back_at_the_original_size(shapes):
     np.testing.assert_allclose(det.xyxy[0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
 
 
+@pytest.mark.slow
 def test_label_matching_nothing_gives_an_empty_result(shapes):
     enc, _, scenes = shapes
     space = ClassSpace.load("shapes")

@@ -239,6 +239,7 @@ def test_voxel_downsample_known_cloud():
         voxel_downsample(cloud, 0.0)
 
 
+@pytest.mark.slow
 def test_voxel_downsample_million_points():
     rng = np.random.default_rng(2)
     cloud = PointCloud(rng.uniform(0, 20, (1_000_000, 3)).astype(np.float32),
