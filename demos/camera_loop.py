@@ -28,9 +28,9 @@ from pathlib import Path
 
 
 def _frames(folder: Path) -> list[Path]:
-    from ovtools.io.images import IMAGE_SUFFIXES
+    from ovtools.io.inputs import files_in, is_image_file
 
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return [p for p in files_in(folder, recursive=False) if is_image_file(p)]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

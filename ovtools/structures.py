@@ -1,9 +1,18 @@
-"""Result types: :class:`Classifications` and :class:`Detections`.
+"""Result types, one per task.
+
+* :class:`Classifications` (``classify``): top-k class ids per image with open-set
+  confidence, label probability and relevancy, and a "none of these" flag;
+* :class:`Detections` (``detect`` and ``segment``): xyxy boxes (N, 4) float32 in pixels
+  of the original image, confidence (N,), class ids (N,), optional bool masks (N, H, W);
+  :meth:`Detections.empty` builds a result with no detection, :meth:`Detections.label_map`
+  the semantic map of a segmentation;
+* :class:`PointLabels` (``segment3d``): one class id and confidence per input point.
 
 Validated on construction (shapes, dtypes, finiteness) in the manner of
 supervision's ``Detections``: a wrong shape raises ``ValueError`` naming the
 field, the expected and the actual shape.  Empty results keep their shapes,
-e.g. ``xyxy`` is ``(0, 4)``.
+e.g. ``xyxy`` is ``(0, 4)``.  Every confidence is the open-set score of
+:func:`ovtools.heads.scoring.open_set_scores`, in [0, 1].
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 
 def _as(arr, dtype, name: str, shape: tuple) -> np.ndarray:
@@ -150,8 +160,6 @@ class Detections:
 
 def masks_to_rle(masks: np.ndarray) -> list[dict]:
     """COCO RLE of bool masks (N, H, W) via pycocotools: ``[{"size": [H, W], "counts": str, "area": int}]``."""
-    from pycocotools import mask as mask_utils
-
     if len(masks) == 0:
         return []
     rles = mask_utils.encode(np.asfortranarray(np.asarray(masks, np.uint8).transpose(1, 2, 0)))
@@ -160,36 +168,33 @@ def masks_to_rle(masks: np.ndarray) -> list[dict]:
             for r, a in zip(rles, areas)]
 
 
-def boxes_from_masks(masks) -> np.ndarray:
-    """Tight boxes of bool masks (N, H, W) (numpy or a CPU tensor) → float32 (N, 4) xyxy pixels
-    (``x_max`` = last column + 1); an empty mask gives ``[0, 0, 0, 0]``."""
-    masks = np.asarray(masks, bool)
-    n, h, w = masks.shape
-    out = np.zeros((n, 4), np.float32)
-    if n == 0:
-        return out
-    rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
-    found = rows.any(1)
-    out[:, 0] = cols.argmax(1)
-    out[:, 1] = rows.argmax(1)
-    out[:, 2] = w - cols[:, ::-1].argmax(1)
-    out[:, 3] = h - rows[:, ::-1].argmax(1)
-    out[~found] = 0
-    return out
-
-
 @dataclass
 class Classifications:
     """Zero-shot classification of one or more images.
 
+    Three numbers per (image, label), as detections score boxes
+    (:func:`~ovtools.heads.scoring.open_set_scores`):
+
+    * ``probability``: softmax over the user's labels at temperature ``logit_scale``
+      (CLIP §3.1.2) — which of *these* labels fits best; it sums to 1 over the labels, so a
+      single label always has probability 1, whatever the image shows;
+    * ``relevancy``: LERF relevancy of the label against its negatives ("object", "things",
+      "stuff", "texture", the class space's own) — whether the image shows the label *at all*;
+      below 0.5 when a negative describes the image better;
+    * ``confidence = probability × relevancy`` in [0, 1]: the open-set score, the number
+      reported first (the same score :class:`Detections` carry).  A single label on a blank
+      image gets a low confidence, not 1.0.
+
     Attributes:
-        class_id: int64 (B, k) top-k class ids per image, best first; ``-1`` marks
-            "none of these" when open-set rejection is on.
-        confidence: float32 (B, k), softmax probabilities over the class space at
-            temperature ``logit_scale`` (CLIP §3.1.2), aligned with ``class_id``.
+        class_id: int64 (B, k) top-k class ids per image, ranked by ``probability`` (CLIP
+            zero-shot top-k, what ``ovtools eval`` top-1 measures), best first; ``-1`` marks
+            "none of these".
+        confidence: float32 (B, k) open-set confidence in [0, 1], aligned with ``class_id``.
         class_names: names of the class space.
         logits: optional float32 (B, C): ``logit_scale * cosine`` for every class.
         rejected: bool (B,): the top class did not beat its negatives ("none of these").
+        probability: optional float32 (B, k) softmax probability over the labels, aligned with ``class_id``.
+        relevancy: optional float32 (B, k) relevancy against the negatives in (0, 1], aligned with ``class_id``.
 
     Raises:
         ValueError: on construction, on mismatched shapes or out-of-range ids.
@@ -200,6 +205,8 @@ class Classifications:
     class_names: list[str] = field(default_factory=list)
     logits: np.ndarray | None = None
     rejected: np.ndarray | None = None
+    probability: np.ndarray | None = None
+    relevancy: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         cid = np.asarray(self.class_id)
@@ -215,6 +222,14 @@ class Classifications:
             self.logits = _as(self.logits, np.float32, "logits", (b, len(self.class_names)))
         self.rejected = (np.zeros(b, bool) if self.rejected is None
                          else _as(self.rejected, bool, "rejected", (b,)))
+        for name in ("confidence", "probability", "relevancy"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = _as(value, np.float32, name, (b, k))
+            if value.size and (value.min() < 0 or value.max() > 1):
+                raise ValueError(f"{name} must be in [0, 1], got values in [{value.min()}, {value.max()}]")
+            setattr(self, name, value)
 
     def __len__(self) -> int:
         return len(self.class_id)
@@ -224,15 +239,18 @@ class Classifications:
         return [None if r or c < 0 else self.class_names[c] for c, r in zip(self.class_id[:, 0], self.rejected)]
 
     def to_dict(self, index: int = 0) -> dict:
-        """JSON-ready dict for image ``index``."""
-        return {
-            "rejected": bool(self.rejected[index]),
-            "top_k": [
-                {"label": None if c < 0 else self.class_names[c], "class_id": int(c),
-                 "confidence": round(float(s), 6)}
-                for c, s in zip(self.class_id[index], self.confidence[index])
-            ],
-        }
+        """JSON-ready dict for image ``index``: ``{"rejected", "top_k": [{"label", "class_id", "confidence",
+        "probability", "relevancy"}]}`` (the last two when known)."""
+        top = []
+        for j, c in enumerate(self.class_id[index]):
+            entry = {"label": None if c < 0 else self.class_names[c], "class_id": int(c),
+                     "confidence": round(float(self.confidence[index, j]), 6)}
+            for name in ("probability", "relevancy"):
+                value = getattr(self, name)
+                if value is not None:
+                    entry[name] = round(float(value[index, j]), 6)
+            top.append(entry)
+        return {"rejected": bool(self.rejected[index]), "top_k": top}
 
 
 @dataclass

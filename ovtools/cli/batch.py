@@ -78,13 +78,14 @@ def picture_size(im, vis_max_side: int | None) -> tuple[int, int]:
 
 
 def finish(pipe, command: str, records: list[dict], errors: list[dict], n_inputs: int, files: list[Path],
-           output: Path | None, coco_output: Path | None) -> None:
+           output: Path | None, coco_output: Path | None, skipped: list[Path] = ()) -> None:
     """Write ``--output`` / ``--coco-output`` and exit 1 if any input failed."""
     from ..io.writers import results_document, write_coco_results, write_json
 
     if output is not None:
         doc = results_document(command, records, pipe.labels, model=getattr(pipe.encoder, "name", None),
-                               pretrained=getattr(pipe.encoder, "pretrained", None), errors=errors)
+                               pretrained=getattr(pipe.encoder, "pretrained", None), errors=errors,
+                               skipped=skipped)
         write_json(output, doc, files)
     if coco_output is not None:
         write_coco_results(coco_output, records, pipe.labels, pipe.class_space.name, files)

@@ -38,7 +38,7 @@ def export(inv: Invocation) -> None:
     else:
         overrides = opt.class_options(inv.labels, inv.classes, opt.preset_has_classes(preset) or preset is None)
     overrides.update(inv.settings, device="cpu", precision="fp32")
-    files, problems = opt.expand_inputs(inv.check or [])
+    files, problems, _ = opt.expand_inputs(inv.check or [])
     if problems:
         opt.usage_error(f"--check {problems[0][0]}: {problems[0][1]}")
     opt.check_outputs({"--output": output}, files)

@@ -26,6 +26,7 @@ from rich.table import Table
 from ..engine.config import EngineConfig
 from ..engine.sinks import FORMATS as ROW_SUFFIXES
 from ..heads.registry import HeadSpec, available_heads, head_spec
+from ..io.inputs import is_pattern
 from ..pipelines.base import default_preset_for
 from ..proposals.sam import SAM_CHECKPOINT_URLS
 from ..structures import Classifications
@@ -175,7 +176,7 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
     settings.update(inv.settings)
     if spec.masks:
         _sam_settings(inv, settings)
-    files, problems = opt.expand_inputs(inv.images, inv.recursive)
+    files, problems, skipped = opt.expand_inputs(inv.images, inv.recursive)
     if problems:  # argument mistakes: refused before the model loads (unreadable files are skipped later)
         opt.usage_error("; ".join(f"{arg}: {reason}" for arg, reason in problems))
     if not files:
@@ -187,7 +188,7 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
     opt.check_outputs({"--output": inv.output, "--coco-output": coco_output, "--save-vis": opt.vis_file(inv.save_vis),
                        "--save-labels": opt.vis_file(save_labels),
                        "--coco-output (categories)": coco_header_path(coco_output) if coco_output else None}, files)
-    many = len(inv.images) > 1 or any(Path(i).is_dir() or opt.is_pattern(i) for i in inv.images)
+    many = len(inv.images) > 1 or any(Path(i).is_dir() or is_pattern(i) for i in inv.images)
     vis_targets = opt.prepare_vis_targets(inv.save_vis, files, many, tag=f".{spec.name}")
     label_targets = opt.prepare_vis_targets(save_labels, files, many, "--save-labels", ".labels")
     pipe = opt.load_pipeline(spec.name, pipeline_class(spec.name), preset, settings, inv.flags)
@@ -203,7 +204,7 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
         table = classifications_table
     if records and not inv.quiet:
         opt.stdout.print(table(f"ovtools {spec.name}", records))
-    finish(pipe, spec.name, records, errors, len(files) + len(problems), files, inv.output, coco_output)
+    finish(pipe, spec.name, records, errors, len(files) + len(problems), files, inv.output, coco_output, skipped)
 
 
 def run_classify_batches(pipe, files: list[Path], problems: list[tuple[str, str]], vis_targets: list[Path] | None,

@@ -11,8 +11,6 @@ Random weights are spelled ``--pretrained none``.
 
 from __future__ import annotations
 
-import glob
-import os
 import re
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
-from ..io.images import IMAGE_SUFFIXES
+from ..io.inputs import expand_image_inputs, skipped_summary
 from .progress import stage, stderr
 
 stdout = Console(highlight=False, soft_wrap=False)
@@ -57,66 +55,16 @@ def register_model_configs() -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ inputs
-def is_pattern(s: str) -> bool:
-    return any(ch in s for ch in "*?[")
-
-
-def _images_in(folder: Path, recursive: bool) -> list[Path]:
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def expand_inputs(items: list[str], recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Turn command-line image arguments into files.
-
-    Args:
-        items: files (kept even without an image suffix: they fail by name if not images),
-            folders (their image files, sorted; hidden files skipped) and glob patterns
-            (``**`` crosses folders; matched folders are expanded like folder arguments).
-        recursive: descend into sub-folders of folder arguments.
+def expand_inputs(items: list[str], recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]], list[Path]]:
+    """:func:`ovtools.io.inputs.expand_image_inputs`, printing one stderr line counting the non-images skipped.
 
     Returns:
-        ``(files, problems)``: unique files in argument order, and ``(argument, reason)``
-        for arguments that yield nothing (missing path, pattern without matches, folder
-        without images).
+        ``(files, problems, skipped)`` of :class:`~ovtools.io.inputs.ImageInputs`.
     """
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(p)
-
-    for item in items:
-        p = Path(item).expanduser()
-        if p.is_file():
-            add(p)
-        elif p.is_dir():
-            found = _images_in(p, recursive)
-            if not found:
-                problems.append((item, "folder has no image files" + ("" if recursive else " (try --recursive)")))
-            for f in found:
-                add(f)
-        elif is_pattern(item):
-            matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
-            n = 0
-            for m in map(Path, matches):
-                if m.is_dir():
-                    for f in _images_in(m, recursive):
-                        add(f)
-                        n += 1
-                elif m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES:
-                    add(m)
-                    n += 1
-            if not n:
-                problems.append((item, "pattern matches no image files"))
-        else:
-            problems.append((item, "no such file or folder"))
-    return files, problems
+    found = expand_image_inputs(items, recursive)
+    if found.skipped:
+        stderr.print(skipped_summary(found.skipped), highlight=False, soft_wrap=True, markup=False)
+    return found.files, found.problems, found.skipped
 
 
 # ----------------------------------------------------------------------------- helpers

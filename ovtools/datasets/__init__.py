@@ -4,6 +4,8 @@
   (:class:`Scene`, :func:`generate_classification`, :func:`generate_scenes`).
 * :mod:`.export` — writers: ImageFolder, COCO instances (RLE masks), image-caption CSV.
 * :mod:`.readers` — ImageFolder, caption CSV and COCO readers.
+* :mod:`.scenes3d` — seeded 3D scenes (point clouds with per-point class and instance ids).
+* :mod:`.views3d` — training crops rendered from the 3D scenes, and posed RGB-D folders of them.
 """
 
 from .readers import CaptionData, CocoData, ImageFolderData, read_caption_csv, read_coco, read_image_folder

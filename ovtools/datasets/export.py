@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from .shapes import (
     CLASS_NAMES,
@@ -41,6 +42,8 @@ from .shapes import (
     Scene,
     describe_object,
     describe_scene,
+    generate_classification,
+    generate_scenes,
     item_rng,
     render_object_image,
     render_scene,
@@ -84,7 +87,7 @@ def context_square(box, image_shape: tuple[int, ...], context: float = 0.15,
     The box's longer side is enlarged by ``context`` (0.15 → 15 %) and the
     square is centred on the box.  With ``inside`` it is then shrunk to fit the
     image if larger and shifted inside the image; otherwise it may extend
-    beyond the image (as :func:`ovtools.heads.detect.square_context_boxes` with
+    beyond the image (as :func:`ovtools.geometry.square_context_boxes` with
     ``padding = context / 2``).
 
     Args:
@@ -229,13 +232,18 @@ def training_unit(seed: int, unit: int, crop_size: int = 64, scene_size: int = 1
 
 
 # ------------------------------------------------------------------------ writers
-def _png_bytes(image: np.ndarray) -> bytes:
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 (H, W, 3) image (fast compression: the generated world is rewritten often)."""
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
-def _map(fn: Callable, items: Iterable, workers: int):
+def parallel_map(fn: Callable, items: Iterable, workers: int):
+    """``map(fn, items)`` in order, over ``workers`` forked processes when ``workers > 1`` (chunks of 8).
+
+    ``fn`` must be a module-level function (it is pickled by name); results are yielded as they come, in order.
+    """
     if workers <= 1:
         yield from map(fn, items)
         return
@@ -253,10 +261,8 @@ def _check(n: int, out_dir) -> Path:
 
 def _class_job(args):
     seed, i, size = args
-    from .shapes import generate_classification
-
     scene = next(generate_classification(1, seed, size, start=i))
-    return scene.objects[0].name, _png_bytes(scene.image)
+    return scene.objects[0].name, png_bytes(scene.image)
 
 
 def write_classification(out_dir: str | Path, n: int, seed: int = 0, size: int = 64, workers: int = 1) -> Path:
@@ -273,7 +279,7 @@ def write_classification(out_dir: str | Path, n: int, seed: int = 0, size: int =
     out = _check(n, out_dir)
     for name in CLASS_NAMES:
         (out / name).mkdir(exist_ok=True)
-    for i, (name, png) in enumerate(_map(_class_job, ((seed, i, size) for i in range(n)), workers)):
+    for i, (name, png) in enumerate(parallel_map(_class_job, ((seed, i, size) for i in range(n)), workers)):
         (out / name / f"{i:06d}.png").write_bytes(png)
     (out / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
     return out
@@ -286,8 +292,6 @@ def coco_categories() -> list[dict]:
 
 def scene_annotations(scene: Scene, image_id: int, first_ann_id: int) -> list[dict]:
     """COCO instance annotations of a scene (masks as compressed RLE with ``counts`` as str)."""
-    from pycocotools import mask as mask_utils
-
     anns = []
     for k, obj in enumerate(scene.objects):
         rle = mask_utils.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
@@ -302,11 +306,9 @@ def scene_annotations(scene: Scene, image_id: int, first_ann_id: int) -> list[di
 
 def _scene_job(args):
     seed, i, size, lo, hi = args
-    from .shapes import generate_scenes
-
     scene = next(generate_scenes(1, seed, size, lo, hi, start=i))
     captions = [describe_scene(scene)] + [describe_object(o, scene.image.shape, "full") for o in scene.objects]
-    return scene, _png_bytes(scene.image), captions
+    return scene, png_bytes(scene.image), captions
 
 
 def write_scenes(out_dir: str | Path, n: int, seed: int = 0, size: int = 192, min_objects: int = 3,
@@ -331,7 +333,7 @@ def write_scenes(out_dir: str | Path, n: int, seed: int = 0, size: int = 192, mi
     (out / "images").mkdir(exist_ok=True)
     images, anns, rows = [], [], []
     jobs = ((seed, i, size, min_objects, max_objects) for i in range(n))
-    for i, (scene, png, captions) in enumerate(_map(_scene_job, jobs, workers)):
+    for i, (scene, png, captions) in enumerate(parallel_map(_scene_job, jobs, workers)):
         rel = f"images/{i:06d}.png"
         (out / rel).write_bytes(png)
         h, w = scene.image.shape[:2]
@@ -350,7 +352,7 @@ def write_scenes(out_dir: str | Path, n: int, seed: int = 0, size: int = 192, mi
 
 def _mix_job(args):
     seed, unit, crop_size, scene_size = args
-    return [(_png_bytes(img), c, lab, il) for img, c, lab, il in training_unit(seed, unit, crop_size, scene_size)]
+    return [(png_bytes(img), c, lab, il) for img, c, lab, il in training_unit(seed, unit, crop_size, scene_size)]
 
 
 def write_captions(out_dir: str | Path, n: int, seed: int = 0, size: int = 64, scene_size: int = 192,
@@ -396,5 +398,5 @@ def write_captions(out_dir: str | Path, n: int, seed: int = 0, size: int = 64, s
 __all__ = [
     "CAPTION_COLUMNS", "NEGATIVE_LABEL", "NEGATIVE_WORDS", "SHAPES_TEMPLATES", "box_iou", "coco_categories",
     "PAD_RGB", "context_crop", "context_square", "scene_annotations", "training_unit", "write_captions",
-    "write_classification", "write_scenes", "COLOURS", "SHAPES",
+    "write_classification", "write_scenes", "COLOURS", "SHAPES", "parallel_map", "png_bytes",
 ]

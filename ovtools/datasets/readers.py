@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.images import IMAGE_SUFFIXES
+from ..io.inputs import files_in, is_image_file
 from .coco import CocoData, read_coco
 
 __all__ = ["CaptionData", "CocoData", "ImageFolderData", "read_caption_csv", "read_coco", "read_image_folder"]
@@ -50,14 +50,15 @@ def read_image_folder(root: str | Path) -> ImageFolderData:
         raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
     classes, paths, labels = [], [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in sub.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        files = [f for f in files_in(sub, recursive=True) if is_image_file(f)]
         if not files:
             continue
         labels.extend([len(classes)] * len(files))
         classes.append(sub.name)
         paths.extend(files)
     if not paths:
-        raise ValueError(f"image folder {root}: no sub-folder holds an image ({sorted(IMAGE_SUFFIXES)})")
+        raise ValueError(f"image folder {root}: no sub-folder holds an image (a file with a suffix Pillow opens: "
+                         ".jpg, .png, .webp, ...)")
     return ImageFolderData(root, paths, np.asarray(labels, dtype=np.int64), classes)
 
 

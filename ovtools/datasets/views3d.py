@@ -44,15 +44,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import boxes_from_masks, masked_roi_crops, square_context_boxes
+from ..prompts import ClassSpace, load_templates
+from ..scene3d import (
+    Camera,
+    RGBDFrame,
+    estimate_point_spacing,
+    plan_views,
+    render_points,
+    write_rgbd_folder,
+)
 from .export import (
     CAPTION_COLUMNS,
     EXTRA_TEMPLATES,
     SHAPES_TEMPLATES,
-    _map,
-    _png_bytes,
     context_crop,
     negative_row,
     object_rows,
+    parallel_map,
+    png_bytes,
 )
 from .scenes3d import Scene3D, generate_scenes3d
 from .shapes import item_rng
@@ -70,14 +80,11 @@ _STREAM = 14  # item_rng stream of the view crops (scenes3d uses 13)
 @lru_cache(maxsize=1)
 def _synonyms() -> dict[str, tuple[str, ...]]:
     """Class name → synonyms of the ``shapes3d`` class space."""
-    from ..prompts import ClassSpace
-
     return {c.name: tuple(c.synonyms) for c in ClassSpace.load("shapes3d").classes}
 
 
 @lru_cache(maxsize=1)
 def _object_templates() -> tuple[str, ...]:
-    from ..prompts import load_templates
     return tuple(load_templates("objects").templates)
 
 
@@ -103,7 +110,7 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     """Masked crops as :meth:`MaskFeatures.crops` builds them before encoding, as images.
 
     Each mask's tight box is made square and enlarged by ``padding`` × its longer side
-    per side (:func:`~ovtools.heads.detect.square_context_boxes`); the normalised image
+    per side (:func:`~ovtools.geometry.square_context_boxes`); the normalised image
     and the mask are resampled to ``size × size`` with ``roi_align`` (aligned, 2 × 2
     samples per bin; outside the image reads as 0 = the mean colour); pixels are
     blended with the CLIP mean colour by the resampled soft mask.
@@ -120,11 +127,6 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     Raises:
         ValueError: shapes disagree or a mask is empty.
     """
-    from torchvision.ops import roi_align
-
-    from ..heads.detect import square_context_boxes
-    from ..structures import boxes_from_masks
-
     img = torch.as_tensor(np.asarray(image))
     m = torch.as_tensor(np.asarray(masks)).bool()
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
@@ -139,11 +141,8 @@ def masked_crops(image, masks, padding: float = MASK_PADDING, size: int = CROP_S
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     xn = (img.permute(2, 0, 1)[None].float() / 255.0 - mean) / std
     rois = square_context_boxes(torch.from_numpy(boxes_from_masks(m)), padding)
-    crops = roi_align(xn, [rois], output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    idx = torch.arange(len(rois), dtype=rois.dtype)[:, None]
-    soft = roi_align(m[:, None].float(), torch.cat([idx, rois], 1), output_size=size, spatial_scale=1.0,
-                     sampling_ratio=2, aligned=True)
-    pixels = (crops * soft) * std + mean
+    crops = masked_roi_crops(xn, rois, size, m)  # outside the mask: 0 = the mean colour
+    pixels = crops * std + mean
     return (pixels * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -198,8 +197,6 @@ def random_views(rng: np.random.Generator, points: np.ndarray, n_views: int = 3,
     Returns:
         ``n_views`` :class:`~ovtools.scene3d.Camera` s, poses in the world frame.
     """
-    from ..scene3d import Camera, plan_views
-
     frame_pts = np.asarray(points, np.float32)[::16]  # plan_views only needs the bounding box
     cams = []
     for _ in range(n_views):
@@ -292,8 +289,6 @@ def scene_crops(seed: int, index: int, n_views: int = 3, points: int = 150_000, 
         list of (uint8 (crop_size, crop_size, 3), caption, label, image_labels), a pure
         function of the arguments.
     """
-    from ..scene3d import estimate_point_spacing, render_points
-
     scene = next(generate_scenes3d(1, seed, start=index, points=points))
     rng = item_rng(seed, index, _STREAM)
     spacing = estimate_point_spacing(scene.points)
@@ -307,7 +302,7 @@ def scene_crops(seed: int, index: int, n_views: int = 3, points: int = 150_000, 
 def _views_job(args):
     seed, i, n_views, points, size = args
     torch.set_num_threads(1)  # one process per core
-    return [(_png_bytes(img), c, lab, il) for img, c, lab, il in scene_crops(seed, i, n_views, points, size)]
+    return [(png_bytes(img), c, lab, il) for img, c, lab, il in scene_crops(seed, i, n_views, points, size)]
 
 
 def write_views3d(out_dir: str | Path, n_scenes: int, seed: int = 0, workers: int = 1, *, n_views: int = 3,
@@ -337,7 +332,7 @@ def write_views3d(out_dir: str | Path, n_scenes: int, seed: int = 0, workers: in
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     jobs = ((seed, i, n_views, points, tuple(size)) for i in range(n_scenes))
-    for i, samples in enumerate(_map(_views_job, jobs, workers)):
+    for i, samples in enumerate(parallel_map(_views_job, jobs, workers)):
         for k, (png, caption, label, image_labels) in enumerate(samples):
             rel = f"images/{i:06d}_{k:02d}.png"
             (out / rel).write_bytes(png)
@@ -372,14 +367,6 @@ def write_scene_rgbd(scene: Scene3D, out_dir: str | Path, n_views: int, size=VIE
     Raises:
         ValueError: ``n_views < 1``.
     """
-    from ..scene3d import (
-        RGBDFrame,
-        estimate_point_spacing,
-        plan_views,
-        render_points,
-        write_rgbd_folder,
-    )
-
     if n_views < 1:
         raise ValueError(f"n_views must be >= 1, got {n_views}")
     n_around = math.ceil(n_views / 2)

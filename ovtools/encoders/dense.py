@@ -22,10 +22,26 @@ import math
 
 import torch
 import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import VisionTransformer
 
 
-def _resize_pos(pos: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
-    """(1 + n*n, C) positional table (first row: class token) → (gh*gw, C) for the patches."""
+def resize_pos_embed(pos: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """Positional embeddings of the patches on a ``gh × gw`` grid.
+
+    Bicubic interpolation of the learned square table, as ViT fine-tuning at a new resolution
+    does (Dosovitskiy et al. ICLR 2021, §3.2; open_clip's ``resize_pos_embed``).
+
+    Args:
+        pos: (1 + n*n, C) positional table; row 0 belongs to the class token.
+        gh, gw: patch grid rows and columns.
+
+    Returns:
+        (gh*gw, C) table in ``pos``'s dtype, rows in raster order (the table itself when ``gh = gw = n``).
+
+    Raises:
+        ValueError: the patch rows do not form a square grid.
+    """
     patches = pos[1:]
     n = int(math.isqrt(patches.shape[0]))
     if n * n != patches.shape[0]:
@@ -44,7 +60,7 @@ def _vit_dense(visual, x: torch.Tensor) -> torch.Tensor:
     x = x.reshape(b, x.shape[1], -1).permute(0, 2, 1)
     cls = visual.class_embedding.to(x.dtype).reshape(1, 1, -1).expand(b, 1, -1)
     pos = visual.positional_embedding.to(x.dtype)
-    x = torch.cat([cls + pos[:1], x + _resize_pos(pos, gh, gw)], dim=1)
+    x = torch.cat([cls + pos[:1], x + resize_pos_embed(pos, gh, gw)], dim=1)
     x = visual.ln_pre(x)
     blocks = visual.transformer.resblocks
     batch_first = getattr(visual.transformer, "batch_first", True)
@@ -73,16 +89,13 @@ def _resnet_dense(visual, x: torch.Tensor) -> torch.Tensor:
     b, c, gh, gw = x.shape
     pool = visual.attnpool
     x = x.flatten(2).permute(0, 2, 1)  # (B, HW, C)
-    x = x + _resize_pos(pool.positional_embedding, gh, gw).to(x.dtype)
+    x = x + resize_pos_embed(pool.positional_embedding, gh, gw).to(x.dtype)
     x = pool.c_proj(pool.v_proj(x))
     return x.reshape(b, gh, gw, -1)
 
 
 def supports_dense(visual) -> bool:
     """Whether :func:`dense_patch_features` knows this open_clip image tower."""
-    from open_clip.modified_resnet import ModifiedResNet
-    from open_clip.transformer import VisionTransformer
-
     if isinstance(visual, VisionTransformer):
         return getattr(visual, "attn_pool", None) is None and hasattr(visual.transformer, "resblocks")
     return isinstance(visual, ModifiedResNet)
@@ -104,8 +117,6 @@ def dense_patch_features(visual, x: torch.Tensor) -> torch.Tensor:
     Raises:
         NotImplementedError: the tower is another kind (timm, attention-pool ViT).
     """
-    from open_clip.modified_resnet import ModifiedResNet
-
     if not supports_dense(visual):
         raise NotImplementedError(
             f"dense features are implemented for open_clip VisionTransformer and ModifiedResNet towers, "

@@ -20,15 +20,20 @@ Python API and the CLI accept the same ``model`` names.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
+import huggingface_hub.constants as hf_constants
 import open_clip
 import torch
+from safetensors.torch import load_file
 
 from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError, first_line
 from ..resources import checkpoints_dir, model_configs_dir
@@ -214,8 +219,6 @@ def _check_name(model: str, pretrained: str | None) -> None:
 
 def _load_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     sd = torch.load(str(path), map_location="cpu", weights_only=True)
     if isinstance(sd, dict) and "state_dict" in sd:
@@ -229,8 +232,6 @@ def weights_fingerprint(net: torch.nn.Module) -> str:
     Used in cache keys, so that two checkpoints (or two random initialisations)
     with the same name never share cached text embeddings.
     """
-    import hashlib
-
     h = hashlib.blake2b(digest_size=8)
     with torch.no_grad():
         for name, p in net.state_dict().items():
@@ -243,10 +244,6 @@ def weights_fingerprint(net: torch.nn.Module) -> str:
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """One TCP connect to the Hugging Face endpoint (``HF_ENDPOINT``), so offline runs fail in seconds."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
         with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
@@ -261,8 +258,6 @@ def _hub_offline_if_unreachable(needed: bool):
     if not needed or _hub_reachable():
         yield
         return
-    import huggingface_hub.constants as hf_constants
-
     was = hf_constants.HF_HUB_OFFLINE
     hf_constants.HF_HUB_OFFLINE = True
     try:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..io.images import IMAGE_SUFFIXES
+from ..io.inputs import expand_image_inputs, files_in, is_image_file, is_pattern
 from ..io.ply import OPEN3D_SUFFIXES
 
 SCENE_SUFFIXES = frozenset({".ply", *OPEN3D_SUFFIXES})
@@ -29,28 +29,24 @@ def is_uri(item: str | Path) -> bool:
 
 
 def _wanted(name: str, task: str) -> bool:
-    suffixes = SCENE_SUFFIXES if task == "segment3d" else IMAGE_SUFFIXES
-    return Path(name).suffix.lower() in suffixes
+    if task == "segment3d":
+        return Path(name).suffix.lower() in SCENE_SUFFIXES
+    return is_image_file(Path(name))
 
 
 def _is_rgbd_folder(p: Path) -> bool:
     return (p / "color").is_dir()
 
 
-def _in_folder(folder: Path, task: str, recursive: bool) -> list[Path]:
-    """Sources in a local folder: its images, or (segment3d) its scene files and RGB-D sub-folders."""
-    if task == "segment3d" and _is_rgbd_folder(folder):
+def _scenes_in(folder: Path, recursive: bool) -> list[Path]:
+    """Scenes in a local folder: the folder itself if it is an RGB-D folder, else its scene files and
+    RGB-D sub-folders (hidden ones skipped)."""
+    if _is_rgbd_folder(folder):
         return [folder]
+    found = [p for p in files_in(folder, recursive) if _wanted(p.name, "segment3d")]
     it = folder.rglob("*") if recursive else folder.iterdir()
-    out = []
-    for p in it:
-        if any(part.startswith(".") for part in p.relative_to(folder).parts):
-            continue
-        if p.is_file() and _wanted(p.name, task):
-            out.append(p)
-        elif task == "segment3d" and p.is_dir() and _is_rgbd_folder(p):
-            out.append(p)
-    return sorted(out)
+    found += [p for p in it if p.is_dir() and not p.name.startswith(".") and _is_rgbd_folder(p)]
+    return sorted(found)
 
 
 def _list_uri(uri: str, task: str, recursive: bool) -> tuple[list[str], str | None]:
@@ -108,25 +104,31 @@ def list_inputs(items: Sequence[str | Path], task: str = "detect",
             if reason:
                 problems.append((item, reason))
             continue
+        if task != "segment3d":  # local images: the commands' own listing (every suffix the decoder opens)
+            local = expand_image_inputs([item], recursive)
+            for f in local.files:
+                add(str(f))
+            problems.extend(local.problems)
+            continue
         p = Path(item).expanduser()
-        if p.is_file() or (task == "segment3d" and p.is_dir() and _is_rgbd_folder(p)):
+        if p.is_file() or (p.is_dir() and _is_rgbd_folder(p)):
             add(str(p))
         elif p.is_dir():
-            found = _in_folder(p, task, recursive)
+            found = _scenes_in(p, recursive)
             if not found:
-                problems.append((item, "folder has no input files" + ("" if recursive else " (try recursive)")))
+                problems.append((item, "folder has no scenes" + ("" if recursive else " (try recursive)")))
             for f in found:
                 add(str(f))
-        elif any(ch in item for ch in "*?["):
+        elif is_pattern(item):
             n = 0
             for m in map(Path, sorted(glob.glob(os.path.expanduser(item), recursive=True))):
-                hits = _in_folder(m, task, recursive) if m.is_dir() else (
+                hits = _scenes_in(m, recursive) if m.is_dir() else (
                     [m] if m.is_file() and _wanted(m.name, task) else [])
                 for f in hits:
                     add(str(f))
                     n += 1
             if not n:
-                problems.append((item, "pattern matches no input files"))
+                problems.append((item, "pattern matches no scenes"))
         else:
             problems.append((item, "no such file or folder"))
     return sources, problems

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..io.images import as_loaded
 
@@ -32,8 +33,6 @@ def image_features(
     Raises:
         ImageLoadError: an image cannot be decoded (names the file).
     """
-    from tqdm.auto import tqdm
-
     out = []
     steps = range(0, len(images), batch_size)
     for i in tqdm(steps, desc=desc, disable=not progress, unit="batch"):

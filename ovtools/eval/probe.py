@@ -31,7 +31,8 @@ def sample_k_shot(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _fit(x, y, c: float):
-    from sklearn.linear_model import LogisticRegression  # scikit-learn: imported only when a probe runs
+
+    from sklearn.linear_model import LogisticRegression  # 1-4 s to import: kept to the one function needing it
 
     clf = LogisticRegression(C=c, max_iter=1000)
     with warnings.catch_warnings():  # k-shot sets trip sklearn's "looks like regression" heuristic

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import first_line
+
 
 class ConfusionMatrix:
     """Accumulates a (C + 1) × (C + 1) pixel confusion matrix; row = ground truth, column = prediction.
@@ -122,8 +124,6 @@ def check_segmentations(coco, source: str = "annotations") -> None:
             polygon with fewer than 3 points, wrong type), or a mask whose size is not its image's;
             the message names the file, the annotation id and the image id.
     """
-    from ..errors import first_line
-
     for ann in coco.dataset.get("annotations", []):
         where = f"{source}: annotation {ann.get('id')} (image {ann.get('image_id')})"
         seg = ann.get("segmentation")

@@ -3,9 +3,12 @@
 Radford et al. 2021 (CLIP), §3.1.2: the image embedding is compared with the
 class embeddings by cosine similarity, scaled by the model's learned
 temperature ``logit_scale`` and turned into probabilities with a softmax over
-the class space.  With ``reject=True`` an image whose best class does not beat
-that class's negatives (see :mod:`ovtools.heads.scoring`) is flagged
-``rejected`` ("none of these").
+the class space; the top-k labels are ranked by that probability.  Each is
+reported with the open-set confidence of :func:`~ovtools.heads.scoring.open_set_scores`
+(probability × relevancy against the negatives, as detections are scored), so a
+single label on an image that does not show it is never reported as certain.
+With ``reject=True`` an image whose best class does not beat that class's
+negatives is flagged ``rejected`` ("none of these").
 """
 
 from __future__ import annotations
@@ -86,9 +89,10 @@ class ClassifyHead:
             emb: :class:`~ovtools.prompts.ClassEmbeddings` from the same encoder.
 
         Returns:
-            :class:`Classifications` with B rows (B = 1 for a single image): ``class_id`` and
-            ``confidence`` (B, k) with ``k = min(top_k, C)``, softmax probabilities over the
-            class space; ``logits`` (B, C); ``rejected`` (B,).
+            :class:`Classifications` with B rows (B = 1 for a single image): ``class_id``
+            (B, k) with ``k = min(top_k, C)`` ranked by softmax probability over the class space;
+            aligned with it ``confidence`` (open-set: probability × relevancy), ``probability``
+            and ``relevancy``; ``logits`` (B, C); ``rejected`` (B,).
 
         Raises:
             ValueError: an image is not RGB uint8 (H, W, 3); embedding dims disagree.
@@ -114,14 +118,15 @@ class ClassifyHead:
         b, c = s.logits.shape
         names = list(emb.names) if hasattr(emb, "names") else [str(i) for i in range(c)]
         k = min(self.top_k, c)
-        conf, idx = s.class_probs.topk(k, dim=-1) if k else (torch.zeros(b, 0), torch.zeros(b, 0, dtype=torch.long))
+        prob, idx = s.class_probs.topk(k, dim=-1) if k else (torch.zeros(b, 0), torch.zeros(b, 0, dtype=torch.long))
         if not self.reject:
             rejected = torch.zeros(b, dtype=torch.bool)
         elif c == 0:  # no label can be reported: every image is "none of these"
             rejected = torch.ones(b, dtype=torch.bool)
         else:
             rejected = ~s.beats_negatives.gather(1, idx[:, :1]).squeeze(1)
-        return Classifications(idx.numpy(), conf.numpy(), names, s.logits.numpy(), rejected.numpy())
+        return Classifications(idx.numpy(), s.confidence.gather(1, idx).numpy(), names, s.logits.numpy(),
+                               rejected.numpy(), probability=prob.numpy(), relevancy=s.relevancy.gather(1, idx).numpy())
 
 
 SPEC = register_head(HeadSpec(

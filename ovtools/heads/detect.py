@@ -42,11 +42,11 @@ import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_iou, roi_align
 
 from ..config import Config, configure, setting
+from ..geometry import boxes_from_masks, greedy_keep, square_context_boxes
 from ..io.images import LoadedImage
-from ..proposals.regions import greedy_keep
-from ..structures import Detections, boxes_from_masks
-from .frame import processing_frame, resize_float
 from ..proposals.registry import available_proposals, create_proposals
+from ..structures import Detections
+from .frame import processing_frame, resize_float
 from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
@@ -121,24 +121,6 @@ class DetectConfig(Config):
         sources = available_proposals("boxes") + available_proposals("masks")
         if self.proposals not in sources:
             raise ValueError(f"proposals must be one of {', '.join(sorted(sources))}; got {self.proposals!r}")
-
-
-def square_context_boxes(boxes: torch.Tensor, padding: float) -> torch.Tensor:
-    """Enlarge boxes by ``padding`` × their longer side on every side and make them square.
-
-    Args:
-        boxes: float (N, 4) xyxy pixels.
-        padding: fraction of the longer side added on each side (>= 0).
-
-    Returns:
-        float32 (N, 4) square xyxy boxes with the same centres, side
-        ``max(w, h) * (1 + 2 * padding)``; they may extend beyond the image.
-    """
-    boxes = boxes.float()
-    c = (boxes[:, :2] + boxes[:, 2:]) / 2
-    side = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values.clamp(min=1.0) * (1 + 2 * padding)
-    half = (side / 2)[:, None]
-    return torch.cat([c - half, c + half], dim=1)
 
 
 class DetectHead:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..proposals.regions import resize_masks
+from ..geometry import boxes_from_masks, resize_masks
 from ..proposals.registry import register_proposals
 from ..proposals.sam import SamBoxSegmenter
-from ..structures import Detections, boxes_from_masks
+from ..structures import Detections
 from .detect import DetectConfig, DetectHead, empty_detections
 from .frame import Frame
 

@@ -27,10 +27,8 @@ from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
-from ..structures import boxes_from_masks
-from .detect import square_context_boxes
+from ..geometry import boxes_from_masks, masked_roi_crops, square_context_boxes
 from .frame import resize_float
 
 #: How a mask gets its feature (see the module docstring).
@@ -97,20 +95,12 @@ class MaskFeatures:
             fill = enc.normalize(_box_blur(x, k)).float().to(enc.device)
         rois = square_context_boxes(torch.from_numpy(boxes_from_masks(masks.cpu())), self.context_padding)
         rois = rois.to(enc.device)
-        mf = masks[:, None].float().to(enc.device)
+        mf = masks.float().to(enc.device) if self.mask_fill != "none" else None
         size = enc.image_size
         out = []
         for i in range(0, len(rois), self.batch_size):
             r = rois[i : i + self.batch_size]
-            crops = roi_align(xn, [r], output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-            if self.mask_fill != "none":
-                # each mask is its own (1, 1, h, w) image: index the batch by the roi's position
-                idx = torch.arange(i, i + len(r), device=r.device, dtype=r.dtype)[:, None]
-                m = roi_align(mf, torch.cat([idx, r], 1), output_size=size, spatial_scale=1.0, sampling_ratio=2,
-                              aligned=True)
-                bg = (roi_align(fill, [r], output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-                      if fill is not None else torch.zeros_like(crops))
-                crops = crops * m + bg * (1 - m)
+            crops = masked_roi_crops(xn, r, size, None if mf is None else mf[i : i + self.batch_size], fill)
             out.append(enc.encode_pixels(crops, batch_size=self.batch_size))
         return torch.cat(out)
 

@@ -31,14 +31,14 @@ import numpy as np
 import torch
 
 from ..config import Config, configure, setting
+from ..geometry import boxes_from_masks, mask_nms, resize_masks
 from ..io.images import LoadedImage
-from ..proposals.regions import greedy_keep, mask_iou, resize_masks
-from ..structures import Detections, boxes_from_masks
+from ..proposals.registry import PROPOSALS, available_proposals, create_proposals
+from ..structures import Detections
 from .detect import empty_detections
+from .detect_segment import DetectThenSegment
 from .frame import processing_frame
 from .mask_features import MaskFeatures, MaskFill, MaskScoring
-from ..proposals.registry import PROPOSALS, available_proposals, create_proposals
-from .detect_segment import DetectThenSegment
 from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
@@ -97,23 +97,6 @@ class SegmentConfig(Config):
         if self.proposals not in sources:
             raise ValueError(f"proposals must be a mask source, one of {', '.join(sorted(sources))}; "
                              f"got {self.proposals!r}")
-
-
-def mask_nms(masks: torch.Tensor, scores: torch.Tensor, class_id: torch.Tensor, iou: float) -> torch.Tensor:
-    """Per-class greedy NMS on mask IoU.
-
-    Args:
-        masks: bool (N, H, W); scores: float (N,); class_id: int (N,).
-        iou: of two same-class masks with IoU above this, the lower-scoring one is removed.
-
-    Returns:
-        int64 (K,) kept indices, by decreasing score.
-    """
-    order = scores.argsort(descending=True)
-    if len(order) == 0:
-        return order
-    same = class_id[order][:, None] == class_id[order][None, :]
-    return order[greedy_keep((mask_iou(masks[order], masks[order]) > iou) & same)]
 
 
 class SegmentHead:

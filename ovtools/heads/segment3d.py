@@ -36,8 +36,20 @@ import numpy as np
 import torch
 
 from ..config import Config, configure, setting
-from ..structures import PointLabels
 from ..proposals.registry import available_proposals, create_proposals
+from ..scene3d import (
+    FeaturePartition,
+    FusionView,
+    dense_partition,
+    ensemble_features,
+    estimate_point_spacing,
+    fuse_features,
+    plan_views,
+    render_points,
+    train_distill,
+)
+from ..structures import PointLabels
+from .mask_features import MaskFeatures
 from .registry import HeadSpec, register_head
 from .scoring import open_set_scores
 
@@ -148,8 +160,6 @@ class SceneFeatures:
                              "distillation (distill_steps=0)")
         if mode == "distill":
             return self.distilled
-        from ..scene3d import ensemble_features
-
         return ensemble_features(self.fused, self.distilled, class_embeddings, logit_scale, seen=self.count > 0)
 
 
@@ -166,8 +176,6 @@ class Segment3DHead:
     """
 
     def __init__(self, encoder, config: Segment3DConfig | None = None, **overrides: Any) -> None:
-        from .mask_features import MaskFeatures
-
         config = configure(Segment3DConfig, config, **overrides)
         if config.features == "dense" and not encoder.supports_dense:
             raise ValueError(f"features='dense' needs dense features, which {encoder!r} does not support; "
@@ -192,8 +200,6 @@ class Segment3DHead:
         Returns:
             ``FeaturePartition(index int64 (H, W) or (gh, gw), feats float32 (M, D))``.
         """
-        from ..scene3d import FeaturePartition, dense_partition
-
         cfg = self.config
         if cfg.features == "dense":
             return dense_partition(self.encoder, rgb, side=cfg.dense_side)
@@ -215,8 +221,6 @@ class Segment3DHead:
 
     def _views(self, scene, spacing: float) -> tuple[int, Any]:
         """``(number of views, iterator of (rgb uint8 (H, W, 3), valid bool or None, K, pose, depth float32))``."""
-        from ..scene3d import plan_views, render_points
-
         cfg = self.config
         if scene.rgbd is not None:
             n = len(scene.rgbd)
@@ -252,8 +256,6 @@ class Segment3DHead:
             ValueError: no view saw any point (e.g. degenerate coordinates, or RGB-D frames of
                 another scene); the message names the scene and its extent.
         """
-        from ..scene3d import FusionView, estimate_point_spacing, fuse_features, train_distill
-
         cfg = self.config
         spacing = float(estimate_point_spacing(scene.points))
         tol = cfg.depth_tolerance or max(0.02, 4.0 * spacing)

@@ -1,8 +1,10 @@
 """Decoding the images users actually send into RGB uint8 (H, W, 3).
 
-Handles EXIF orientation (``ImageOps.exif_transpose``), RGBA/LA/palette images
-with transparency (composited on white), 16-bit and float images (rescaled to
-8 bit), grayscale, CMYK, animated GIF/WebP/APNG (first frame), and very large
+Handles EXIF orientation (``ImageOps.exif_transpose``, in JPEG, PNG, WebP, TIFF and
+AVIF alike), RGBA/LA/palette images with transparency (composited on white), 16-bit
+images (rescaled to 8 bit), float and 32-bit integer images (their finite range
+stretched to 0–255; NaN black), grayscale, CMYK, multi-frame files (animated
+GIF/WebP/APNG, multi-page TIFF, MPO: the first frame), and very large
 images (decoded at reduced size with JPEG draft mode where possible, so memory
 stays bounded).  Every failure is an :class:`~ovtools.errors.ImageLoadError`
 naming the file.
@@ -10,16 +12,49 @@ naming the file.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import EpsImagePlugin, Image, ImageOps, UnidentifiedImageError, features
 
 from ..errors import ImageLoadError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+#: Pillow formats it identifies but cannot decode without a handler the user registers (BUFR, GRIB, HDF5 stubs),
+#: at all (MPEG: size only), off Windows (WMF/EMF) or without Ghostscript (EPS); and Kodak PhotoCD, whose
+#: ``.pcd`` suffix ovtools reads as a point cloud (:mod:`ovtools.io.ply`).
+UNDECODABLE_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "PCD"})
+#: formats whose decoder is an optional part of a Pillow build → the :func:`PIL.features.check` name
+OPTIONAL_CODECS = {"JPEG2000": "jpg_2000", "WEBP": "webp", "AVIF": "avif"}
+
+
+@lru_cache(maxsize=1)
+def image_suffixes() -> frozenset[str]:
+    """Lower-case file suffixes (``".jpg"``, ``".jfif"``, ``".avif"``, ...) of every format the decoder opens.
+
+    Taken from Pillow's registry (:func:`PIL.Image.registered_extensions`, which includes plug-ins
+    registered before the first call, e.g. a HEIF opener), keeping the formats Pillow can open
+    (:data:`PIL.Image.OPEN`, plus MPO, which the JPEG plug-in opens) and dropping
+    :data:`UNDECODABLE_FORMATS`, WMF/EMF off Windows, EPS without Ghostscript and the
+    :data:`OPTIONAL_CODECS` this Pillow build lacks (JPEG 2000, WebP, AVIF).  Folder and
+    glob inputs (:func:`ovtools.io.inputs.expand_image_inputs`) take files by these suffixes,
+    compared case-insensitively.
+
+    Returns:
+        frozenset of suffixes with the leading dot, lower case.
+    """
+    registered = Image.registered_extensions()  # runs Image.init(): every plug-in is loaded
+    skip = set(UNDECODABLE_FORMATS)
+    if sys.platform != "win32":
+        skip.add("WMF")
+    if not EpsImagePlugin.has_ghostscript():
+        skip.add("EPS")
+    skip.update(fmt for fmt, codec in OPTIONAL_CODECS.items() if not features.check(codec))
+    openable = (set(Image.OPEN) | {"MPO"}) - skip
+    return frozenset(ext.lower() for ext, fmt in registered.items() if fmt in openable)
 
 
 @dataclass(frozen=True)
@@ -51,11 +86,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.alpha_composite(bg, rgba).convert("RGB")
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         a = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if mode.startswith("I;16") or (mode == "I" and a.max() > 255) else 255.0
-        if mode == "F":
-            lo, hi = float(a.min()), float(a.max())
-            a = (a - lo) / (hi - lo or 1.0) * 255.0
+        finite = np.isfinite(a)
+        if mode == "F" or (mode == "I" and finite.any() and (a.min() < 0 or a.max() > 65535)):
+            # float or 32-bit data (depth, scientific): stretch the finite range to 0-255; NaN and -inf
+            # become black, +inf white (a NaN "no data" value must not turn the whole image to noise)
+            lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0.0, 1.0)
+            a = (np.where(finite, a, np.where(a > 0, hi, lo)) - lo) / (hi - lo or 1.0) * 255.0
         else:
+            hi = 65535.0 if mode.startswith("I;16") or (mode == "I" and a.max() > 255) else 255.0
             a = a / hi * 255.0
         return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode != "RGB":

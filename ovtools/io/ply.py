@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PointCloudError
+from ..errors import PointCloudError, import_extra
 from .writers import atomic_write_bytes, check_output_path
 
 _COLOUR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("R", "G", "B"),
@@ -35,15 +35,6 @@ _RESERVED = {"x", "y", "z", "nx", "ny", "nz", "alpha", "a", "A", "diffuse_alpha"
 _FIELD_TYPES = {"int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
                 "float16": "f4", "float32": "f4", "float64": "f8", "bool": "u1"}
 OPEN3D_SUFFIXES = (".pcd", ".xyz", ".pts", ".xyzn", ".xyzrgb")
-
-
-def _require(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"point-cloud IO needs {module}: pip install \"ovtools[3d]\"") from e
 
 
 @dataclass
@@ -205,7 +196,7 @@ def sample_mesh(cloud: PointCloud, triangles: np.ndarray, n: int, seed: int = 0)
 
 
 def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict]:
-    o3d = _require("open3d")
+    o3d = import_extra("open3d", "3d", f"reading {path}")
     pcd = o3d.io.read_point_cloud(str(path))
     pts = np.asarray(pcd.points)
     colors = None
@@ -236,7 +227,8 @@ def read_point_cloud(path: str | Path, *, mesh: str = "vertices", sample_points:
         PointCloudError: not a PLY, corrupt or truncated, no ``x/y/z``, or fewer than
             two points left after dropping non-finite ones; the message names the file.
         ValueError: ``mesh`` is not ``"vertices"`` or ``"sample"``.
-        ImportError: plyfile (or open3d) is not installed.
+        MissingDependencyError: plyfile (or, for ``.pcd``/``.xyz``/``.pts``, open3d) is not installed or
+            cannot load (the message names the missing system library).
 
     Warns:
         UserWarning: points with NaN/inf coordinates were dropped (gives the count).
@@ -275,7 +267,7 @@ def read_point_cloud(path: str | Path, *, mesh: str = "vertices", sample_points:
 
 
 def _read_ply(path: Path):
-    plyfile = _require("plyfile")
+    plyfile = import_extra("plyfile", "3d", "point-cloud IO")
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -331,9 +323,9 @@ def write_ply(path: str | Path, cloud: PointCloud, *, binary: bool = True,
         OutputPathError: ``path`` is one of ``protect`` or a folder.
         ValueError: an empty cloud, a field name that is not a plain identifier or
             that clashes with ``x``/``red``/..., an int64 field outside the int32 range.
-        ImportError: plyfile is not installed.
+        MissingDependencyError: plyfile is not installed or cannot load.
     """
-    plyfile = _require("plyfile")
+    plyfile = import_extra("plyfile", "3d", "point-cloud IO")
     protect = list(protect)
     check_output_path(path, protect)
     if len(cloud) == 0:

@@ -5,7 +5,7 @@ into place with ``os.replace`` (atomic on POSIX and Windows), so a reader never
 sees half a file and a crash never leaves a truncated output.  A writer refuses
 (:class:`OutputPathError`) to write over any of the input images it is given.
 
-JSON schema (``ovtools detect/classify --output out.json``)::
+JSON schema (``ovtools detect/segment/classify --output out.json``)::
 
     {
       "ovtools_version": "0.1.0",
@@ -26,10 +26,14 @@ JSON schema (``ovtools detect/classify --output out.json``)::
         # classification record
         {"image": "photos/b.jpg", "image_size": [h, w],
          "rejected": false,                # true: no label beat the negatives ("none of these")
-         "top_k": [{"label": "zebra", "class_id": 0, "confidence": 0.91}, ...]}  # best first;
+         "top_k": [{"label": "zebra", "class_id": 0,   # ranked by probability, best first;
+                    "confidence": 0.62,            # open-set: probability x relevancy, as boxes
+                    "probability": 0.91,           # softmax over the given labels (1.0 for one label)
+                    "relevancy": 0.68}, ...]}      # vs. the negatives ("object", "stuff"...); < 0.5: lost
                                            # label null / class_id -1 marks "none of these"
       ],
-      "errors": [{"image": "photos/bad.jpg", "error": "photos/bad.jpg: empty file (0 bytes)"}]
+      "errors": [{"image": "photos/bad.jpg", "error": "photos/bad.jpg: empty file (0 bytes)"}],
+      "skipped": ["photos/notes.txt"]   # files in input folders/patterns that are not images (not errors)
     }
 
 COCO results (``ovtools detect --coco-output dets.json``) follow the format
@@ -50,6 +54,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .. import __version__
 from ..errors import OvtoolsError
 from ..structures import Classifications, Detections
 
@@ -171,7 +176,8 @@ def classification_record(image: str | Path, cls: Classifications, index: int = 
         image_size: ``(h, w)`` of the original image, if known.
 
     Returns:
-        ``{"image", "image_size", "rejected", "top_k": [{"label", "class_id", "confidence"}]}``.
+        ``{"image", "image_size", "rejected", "top_k": [{"label", "class_id", "confidence", "probability",
+        "relevancy"}]}`` (the last two when ``cls`` has them).
 
     Raises:
         IndexError: ``index`` is outside the batch.
@@ -184,18 +190,20 @@ def classification_record(image: str | Path, cls: Classifications, index: int = 
 
 def results_document(task: str, records: Sequence[dict], class_names: Sequence[str], *,
                      model: str | None = None, pretrained: str | None = None,
-                     errors: Sequence[dict] = ()) -> dict:
+                     errors: Sequence[dict] = (), skipped: Sequence[str | Path] = ()) -> dict:
     """The top-level JSON document (schema in the module docstring).
+
+    ``skipped``: non-image files found in folder/pattern inputs and not processed
+    (:attr:`ovtools.io.inputs.ImageInputs.skipped`), listed as given.
 
     Raises:
         ValueError: ``task`` is not a non-empty string (a head's name: ``"classify"``, ``"detect"``, ...).
     """
-    from .. import __version__
-
     if not isinstance(task, str) or not task:
         raise ValueError(f"task must be a head's name such as 'detect', got {task!r}")
     return {"ovtools_version": __version__, "task": task, "model": model, "pretrained": pretrained,
-            "class_names": list(class_names), "results": list(records), "errors": list(errors)}
+            "class_names": list(class_names), "results": list(records), "errors": list(errors),
+            "skipped": [str(p) for p in skipped]}
 
 
 def write_json(path: str | Path, document: dict | list, inputs: Iterable[str | Path] = ()) -> Path:

@@ -1,9 +1,15 @@
 """What robotics scripts import: load once, call per frame, change classes without reloading.
 
-    from ovtools.pipelines import DetectPipeline, ClassifyPipeline, SegmentPipeline
+    from ovtools.pipelines import ClassifyPipeline, DetectPipeline, Segment3DPipeline, SegmentPipeline
     det = DetectPipeline(labels="man in red shirt, dog")             # preset detect-default
     clf = ClassifyPipeline("classify-default", encoder=det.encoder)  # one model, two pipelines
+    seg3d = Segment3DPipeline(labels="chair, table")                  # point clouds, RGB-D folders
     Toy = pipeline_class("toy")                                      # a head added by a plug-in
+
+One pipeline per head: :class:`ClassifyPipeline` (→ ``Classifications``),
+:class:`DetectPipeline` (→ ``Detections``), :class:`SegmentPipeline` (→ ``Detections``
+with masks) and :class:`Segment3DPipeline` (→ ``PointLabels``); :func:`pipeline_class` gives
+the pipeline of any registered head.
 
 Presets live in ``pipelines/*.yaml`` (:func:`available_presets`); keyword
 arguments override preset values.

@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from ..heads.segment3d import SceneFeatures
+from ..io.ply import PointCloud, colors_to_uint8
 from ..prompts import ClassSpace
+from ..scene3d.scene import Scene3DInput, load_scene, scene_from_cloud
 from ..structures import PointLabels
 from .base import Pipeline
 
@@ -80,9 +83,6 @@ class Segment3DPipeline(Pipeline):
             FileNotFoundError, PointCloudError, ValueError: see :func:`~ovtools.scene3d.scene.load_scene`.
             TypeError: an unsupported object.
         """
-        from ..io.ply import PointCloud, colors_to_uint8
-        from ..scene3d.scene import Scene3DInput, load_scene, scene_from_cloud
-
         cfg = self.config
         if isinstance(scene, Scene3DInput):
             return scene
@@ -131,8 +131,6 @@ class Segment3DPipeline(Pipeline):
         Raises:
             RuntimeError: no labels set.
         """
-        from ..heads.segment3d import SceneFeatures
-
         emb = self.embeddings if labels is None else self.embed(labels)
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
         return self.head.label(sf, emb, mode)
@@ -147,8 +145,6 @@ class Segment3DPipeline(Pipeline):
         Raises:
             ValueError: an empty phrase, or an unknown mode.
         """
-        from ..heads.segment3d import SceneFeatures
-
         if not isinstance(phrase, str) or not phrase.strip():
             raise ValueError("query phrase must be a non-empty string")
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
@@ -198,8 +194,6 @@ class Segment3DPipeline(Pipeline):
             "points_per_class", "n_views", "seen_fraction", "instances" (:meth:`instances`),
             "seconds": {stage: s, "total": s}}``.
         """
-        from ..heads.segment3d import SceneFeatures
-
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
         total = sum(sf.seconds.values()) if seconds is None else seconds
         return {"scene": str(sf.scene.source), "n_points": len(labels), "n_points_processed": int(len(sf.scene.points)),
@@ -233,8 +227,6 @@ class Segment3DPipeline(Pipeline):
             scene: :class:`~ovtools.heads.segment3d.SceneFeatures` (or anything :meth:`features` takes).
             mode: ``"fusion"``, ``"distill"`` or ``"ensemble"`` (default: the ``mode`` setting).
         """
-        from ..heads.segment3d import SceneFeatures
-
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
         feats = sf.select(mode or self.config.mode, self.embeddings.classes, self.encoder.logit_scale) \
             if self.labels else sf.fused

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 
 def default_cache_dir() -> Path:
@@ -57,8 +58,6 @@ class EmbeddingCache:
         p = self.path(key)
         if not p.is_file():
             return None
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(p))
         except Exception as e:  # corrupt/truncated file: recompute rather than fail
@@ -69,8 +68,6 @@ class EmbeddingCache:
         """Store atomically; failures to write (read-only disk) only warn."""
         if not self.enabled:
             return
-        from safetensors.torch import save_file
-
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.root)

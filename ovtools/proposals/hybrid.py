@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import dedup_boxes
 from .registry import register_proposals
-from .segments import SegmentProposals, dedup_boxes
+from .segments import SegmentProposals
 from .windows import SlidingWindows
 
 

@@ -26,87 +26,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from skimage.segmentation import felzenszwalb
 
+from ..geometry import dedup_masks, resize_masks
 from .image_input import felzenszwalb_input
 from .registry import register_proposals
 from .segments import hierarchical_grouping
-
-
-def resize_masks(masks: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Resize bool masks (N, h, w) to ``size = (H, W)``: bilinear on the 0/1 masks, then ``> 0.5``.
-
-    Args:
-        masks: bool (N, h, w) array or tensor.
-        size: output ``(H, W)`` in pixels.
-
-    Returns:
-        bool (N, H, W) numpy array (processed in chunks to bound memory).
-    """
-    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
-    n = m.shape[0]
-    if tuple(m.shape[1:]) == tuple(size):
-        return m.cpu().numpy().astype(bool, copy=False)
-    out = np.zeros((n, *size), bool)
-    step = max(1, int(2**26 // max(1, size[0] * size[1])))  # ~64M floats per chunk
-    for i in range(0, n, step):
-        chunk = m[i : i + step, None].float()
-        out[i : i + step] = (F.interpolate(chunk, size=size, mode="bilinear", align_corners=False)[:, 0] > 0.5).numpy()
-    return out
-
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU between two sets of masks.
-
-    Args:
-        a: bool/float (N, H, W); b: bool/float (M, H, W) on the same grid.
-
-    Returns:
-        float32 (N, M) intersection over union (0 where both are empty).
-    """
-    fa = a.reshape(a.shape[0], -1).float()
-    fb = b.reshape(b.shape[0], -1).float()
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-6), torch.zeros_like(inter))
-
-
-def greedy_keep(over: torch.Tensor) -> torch.Tensor:
-    """Greedy suppression in priority order: item i survives unless a surviving earlier item suppresses it.
-
-    Args:
-        over: bool (N, N), ``over[i, j]`` = item i (earlier, higher priority) suppresses item j; only the
-            upper triangle (j > i) is read.
-
-    Returns:
-        bool (N,) survivors.  Shared by mask de-duplication, mask NMS and cross-label box suppression.
-    """
-    over = torch.triu(over, diagonal=1)
-    removed = torch.zeros(over.shape[0], dtype=torch.bool)
-    for i in range(over.shape[0]):  # N steps of an (N,) "or"
-        if not removed[i]:
-            removed |= over[i]
-    return ~removed
-
-
-def dedup_masks(masks: torch.Tensor, iou: float, grid: int = 64) -> torch.Tensor:
-    """Indices of masks kept after greedy de-duplication, in priority order (earlier wins).
-
-    Args:
-        masks: bool (N, H, W), in priority order.
-        iou: a mask whose IoU (on a ``grid``-sized coarse copy) with an earlier kept mask exceeds
-            this is dropped.
-        grid: longer side of the coarse grid the IoU is measured on.
-
-    Returns:
-        int64 (K,) indices into ``masks``, increasing.
-    """
-    n, h, w = masks.shape
-    if n == 0:
-        return torch.zeros(0, dtype=torch.long)
-    f = min(1.0, grid / max(h, w))
-    small = F.adaptive_avg_pool2d(masks[:, None].float(), (max(1, round(h * f)), max(1, round(w * f))))[:, 0]
-    return greedy_keep(mask_iou(small, small) > iou).nonzero(as_tuple=True)[0]
 
 
 @register_proposals("regions")
@@ -191,8 +116,6 @@ class RegionMaskProposals:
         Raises:
             TypeError / ValueError: ``image`` is not an RGB uint8 (H, W, 3) array.
         """
-        from skimage.segmentation import felzenszwalb
-
         work, min_region = felzenszwalb_input(image, self.max_side, self.min_region)
         h, w = image.shape[:2]
         rng = np.random.default_rng(self.seed)

@@ -22,12 +22,16 @@ interpolation of the 0/1 mask, thresholded at 0.5, so memory is bounded by
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
+import torch
 
-from ..errors import UnknownNameError, WeightsUnavailableError, first_line
+from ..encoders.loading import resolve_device
+from ..errors import UnknownNameError, WeightsUnavailableError, first_line, import_extra
 from .image_input import check_image
 from .registry import register_proposals
 
@@ -46,12 +50,7 @@ _PIXEL_STD = (58.395, 57.12, 57.375)
 
 
 def _segment_anything():
-    try:
-        import segment_anything
-    except ImportError as e:
-        raise ImportError(
-            'SAM proposals need the segment-anything package: pip install "ovtools[sam]"') from e
-    return segment_anything
+    return import_extra("segment_anything", "sam", "SAM proposals")
 
 
 def build_tiny_sam(img_size: int = 256, seed: int = 0) -> Sam:
@@ -72,9 +71,6 @@ def build_tiny_sam(img_size: int = 256, seed: int = 0) -> Sam:
         ValueError: ``img_size`` is not a positive multiple of 16.
         ImportError: segment-anything is not installed.
     """
-    from functools import partial
-
-    import torch
 
     _segment_anything()
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -119,9 +115,6 @@ def load_sam(checkpoint: str | Path | Sam | None = None, model_type: str = "vit_
         ValueError: unknown or unavailable ``device``.
         ImportError: segment-anything is not installed.
     """
-    import torch
-
-    from ..encoders.loading import resolve_device
 
     sa = _segment_anything()
     dev = resolve_device(device)
@@ -165,8 +158,6 @@ def load_sam(checkpoint: str | Path | Sam | None = None, model_type: str = "vit_
 
 def _resize_image(image: np.ndarray, max_side: int | None) -> np.ndarray:
     """Downscale RGB uint8 (H, W, 3) so its longer side is <= ``max_side`` (area averaging)."""
-    import cv2
-
     h, w = image.shape[:2]
     if not max_side or max(h, w) <= max_side:
         return image
@@ -176,8 +167,6 @@ def _resize_image(image: np.ndarray, max_side: int | None) -> np.ndarray:
 
 def _upsample_into(out: np.ndarray, i: int, mask: np.ndarray) -> None:
     """Write bool ``mask`` (h, w) into ``out[i]`` (H, W): bilinear on the 0/1 mask, then > 0.5."""
-    import cv2
-
     if mask.shape == out.shape[1:]:
         out[i] = mask
         return
@@ -329,8 +318,6 @@ class SamBoxSegmenter(_SamBase):
             TypeError / ValueError: ``image`` is not an RGB uint8 (H, W, 3) array.
             ValueError: ``boxes`` is not (N, 4), has non-finite values or ``x_max < x_min`` / ``y_max < y_min``.
         """
-        import torch
-
         image = check_image(image)
         boxes = np.asarray(boxes, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4:

@@ -32,32 +32,14 @@ import heapq
 from collections.abc import Sequence
 
 import numpy as np
+from skimage import color
+from skimage.segmentation import felzenszwalb
 
+from ..geometry import dedup_boxes
 from .image_input import felzenszwalb_input
 from .registry import register_proposals
 
 _BINS = 25
-
-
-def dedup_boxes(boxes: np.ndarray, iou: float) -> np.ndarray:
-    """Remove near-duplicate boxes, keeping the first of each group.
-
-    Args:
-        boxes: float32 (N, 4) xyxy boxes, in priority order (earlier wins).
-        iou: a box whose IoU with an earlier kept box exceeds this is dropped.
-
-    Returns:
-        float32 (M, 4) kept boxes, in their original order.
-    """
-    import torch
-    from torchvision.ops import nms
-
-    if len(boxes) == 0:
-        return np.zeros((0, 4), np.float32)
-    t = torch.as_tensor(np.asarray(boxes, np.float32))
-    scores = torch.arange(len(t), 0, -1, dtype=torch.float32)
-    keep = nms(t, scores, float(iou)).sort().values
-    return t[keep].numpy()
 
 
 def _regions(labels: np.ndarray, image: np.ndarray):
@@ -221,8 +203,6 @@ class SegmentProposals:
         self.seed = int(seed)
 
     def _convert(self, image: np.ndarray, space: str) -> np.ndarray:
-        from skimage import color
-
         if space == "rgb":
             return image
         conv = color.rgb2hsv(image) if space == "hsv" else color.rgb2lab(image)
@@ -244,8 +224,6 @@ class SegmentProposals:
         Raises:
             TypeError / ValueError: ``image`` is not an RGB uint8 (H, W, 3) array.
         """
-        from skimage.segmentation import felzenszwalb
-
         work, min_region = felzenszwalb_input(image, self.max_side, self.min_region)
         h, w = image.shape[:2]
         wh, ww = work.shape[:2]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from .camera import (
     as_tensor,
@@ -95,8 +96,6 @@ def estimate_point_spacing(points, max_samples: int = 50_000, k: int = 12, seed:
     Returns:
         Spacing in metres (> 0); 0.01 when there are fewer than ``k + 1`` points or they coincide.
     """
-    from scipy.spatial import cKDTree
-
     p = check_points(points).cpu().numpy()
     n = len(p)
     m = min(n, max_samples)

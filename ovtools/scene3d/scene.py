@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PointCloudError
+from ..io.ply import PointCloud, read_point_cloud, voxel_downsample
+from .rgbd import RGBDFolder, backproject_rgbd
 
 
 @dataclass
@@ -93,8 +95,6 @@ def load_scene(path: str | Path, *, voxel_size: float | None = None, mesh: str =
         UserWarning: the cloud has no colours (features then come from geometry alone), or
             points with invalid coordinates were dropped.
     """
-    from ..io.ply import read_point_cloud
-
     path = Path(path)
     if voxel_size is not None and not voxel_size > 0:
         raise ValueError(f"voxel_size must be > 0 metres, got {voxel_size}")
@@ -102,15 +102,11 @@ def load_scene(path: str | Path, *, voxel_size: float | None = None, mesh: str =
         raise FileNotFoundError(f"scene {path} does not exist")
     rgbd = None
     if path.is_dir():
-        from .rgbd import RGBDFolder, backproject_rgbd
-
         rgbd = RGBDFolder(path, depth_scale=depth_scale, frame_skip=frame_skip)
         ply = _folder_ply(path)
         if ply is not None:
             cloud = read_point_cloud(ply, mesh=mesh)
         else:
-            from ..io.ply import PointCloud
-
             pts, cols = backproject_rgbd(rgbd, voxel_size=voxel_size or 0.02)
             cloud = PointCloud(np.asarray(pts, np.float32), np.asarray(cols, np.uint8))
             if len(cloud.points) < 2:
@@ -130,8 +126,6 @@ def scene_from_cloud(cloud, source: Path, voxel_size: float | None = None, rgbd=
     Warns:
         UserWarning: down-sampling left fewer than 100 points (and fewer than the input had).
     """
-    from ..io.ply import voxel_downsample
-
     n = len(cloud.points)
     inverse = np.arange(n, dtype=np.int64)
     fields = dict(cloud.fields)

@@ -29,6 +29,7 @@ from PIL import Image
 
 from ..datasets.readers import read_caption_csv, read_image_folder
 from ..io.images import load_image
+from .loss import label_targets
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,6 @@ class BatchSource:
             int64 (B, L), float32 (B, B) positive weights
             (:func:`ovtools.train.loss.label_targets`).
         """
-        from .loss import label_targets
-
         idx = self.indices(step)
         x = self._pixels(idx)
         if self.augment:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from open_clip.loss import ClipLoss
 from torch import nn
 
 LOSSES = ("auto", "clip", "supcon-clip")
@@ -102,8 +103,6 @@ def build_loss(name: str) -> nn.Module:
         ValueError: unknown or unresolved (``"auto"``) name.
     """
     if name == "clip":
-        from open_clip.loss import ClipLoss
-
         return ClipLoss()
     if name == "supcon-clip":
         return SupConClipLoss()

@@ -26,9 +26,16 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
+from ..encoders.dense import dense_patch_features, resize_pos_embed
+from ..encoders.loading import load_clip
+from .data import BatchSource, load_table
 from .loss import LOSSES, build_loss, resolve_loss
 
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -168,15 +175,12 @@ def image_and_dense_features(visual, x: torch.Tensor) -> tuple[torch.Tensor, tor
     Raises:
         NotImplementedError: the tower has no dense path.
     """
-    from open_clip.modified_resnet import ModifiedResNet
-
-    from ..encoders.dense import _resize_pos, dense_patch_features
 
     if isinstance(visual, ModifiedResNet):
         f = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(x)))))
         pool = visual.attnpool
         b, c, gh, gw = f.shape
-        cells = f.flatten(2).permute(0, 2, 1) + _resize_pos(pool.positional_embedding, gh, gw).to(f.dtype)
+        cells = f.flatten(2).permute(0, 2, 1) + resize_pos_embed(pool.positional_embedding, gh, gw).to(f.dtype)
         return pool(f), pool.c_proj(pool.v_proj(cells)).mean(1)
     return visual(x), dense_patch_features(visual, x).mean((1, 2))
 
@@ -198,8 +202,6 @@ def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.
     ``meta`` goes to the safetensors header; the trainer passes none, so that equal
     weights give byte-identical files (header key order is not stable).
     """
-    from safetensors.torch import save_file
-
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous().clone()
           for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
@@ -240,10 +242,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         ValueError: bad settings or data (messages name the input).
         UnknownNameError, WeightsUnavailableError: see :func:`ovtools.encoders.loading.load_clip`.
     """
-    from tqdm.auto import tqdm
-
-    from ..encoders.loading import load_clip
-    from .data import BatchSource, load_table
 
     t0 = time.time()
     if cfg.threads:
@@ -262,8 +260,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     visual = model.visual
     size = getattr(visual, "image_size", 224)
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    import open_clip
-
     mean = getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
     std = getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
     data = BatchSource(table, loaded.tokenizer, size, mean, std, min(cfg.batch_size, len(table)), cfg.seed,
@@ -274,8 +270,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg.steps, warmup))
     start = 0
     if cfg.resume:
-        from safetensors.torch import load_file
-
         wpath, jpath, opath = _resume_paths(cfg.resume)
         state = load_file(str(wpath))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)

@@ -51,7 +51,10 @@ def test_single_image_table_json_png(runner, photos, tmp_path):
     assert doc["pretrained"] is None and doc["errors"] == []
     (rec,) = doc["results"]
     assert rec["image"] == str(photos / "a.jpg") and rec["image_size"] == [48, 64]
-    assert len(rec["top_k"]) == 2 and set(rec["top_k"][0]) == {"label", "class_id", "confidence"}
+    assert len(rec["top_k"]) == 2
+    assert set(rec["top_k"][0]) == {"label", "class_id", "confidence", "probability", "relevancy"}
+    top = rec["top_k"][0]
+    assert top["confidence"] == pytest.approx(top["probability"] * top["relevancy"], abs=2e-6)
     assert Image.open(vis).format == "PNG"
 
 
@@ -161,3 +164,23 @@ def test_subprocess_with_model_configs_env(photos, tmp_path):
     env["OVTOOLS_MODEL_CONFIGS"] = str(tmp_path / "missing")
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "OVTOOLS_MODEL_CONFIGS" in p.stderr
+
+
+def test_folder_of_odd_image_suffixes_all_processed_and_non_images_listed(runner, tmp_path):
+    from PIL import features
+
+    d = tmp_path / "odd"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    last = ("d.avif", "AVIF") if features.check("avif") else ("d.qoi", "QOI")
+    for name, fmt in (("a.jfif", "JPEG"), ("b.jpe", "JPEG"), ("c.JPG", "JPEG"), last):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(d / name, fmt)
+    (d / "notes.txt").write_text("not an image")
+    out = tmp_path / "out.json"
+    r = run(runner, d, "--labels", "zebra, goat", *TINY, "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert [Path(x["image"]).name for x in doc["results"]] == ["a.jfif", "b.jpe", "c.JPG", last[0]]
+    assert doc["errors"] == [] and doc["skipped"] == [str(d / "notes.txt")]
+    (line,) = [ln for ln in r.stderr.splitlines() if "non-image" in ln]
+    assert line.startswith("skipped 1 non-image file(s) (.txt)")

@@ -33,6 +33,7 @@ def test_eval_classification_writes_metrics(data, tmp_path):
     assert 0.0 <= m["top1"] <= m["top5"] <= 1.0 and m["classes"] == "shapes"
 
 
+@pytest.mark.slow
 def test_eval_detection_on_coco(data, tmp_path):
     out = tmp_path / "d.json"
     r = CliRunner().invoke(app, ["eval", str(data / "scenes" / "annotations.json"), *TINY, "--classes", "shapes",
@@ -42,6 +43,7 @@ def test_eval_detection_on_coco(data, tmp_path):
     assert m["task"] == "detection" and m["n_images"] == 2 and "AP50" in m and m["absent_label_checks"] == 2
 
 
+@pytest.mark.slow
 def test_probe_reports_probe_and_zero_shot(data, tmp_path):
     out = tmp_path / "p.json"
     r = CliRunner().invoke(app, ["probe", str(data / "a"), str(data / "b"), *TINY, "--classes", "shapes",
@@ -58,6 +60,7 @@ def test_probe_reports_probe_and_zero_shot(data, tmp_path):
     (["probe", "{a}", "{b}", "--shots", "0"], "must be >= 1"),
     (["probe", "{a}", "{b}", "--shots", "x"], "comma-separated integers"),
 ])
+@pytest.mark.slow
 def test_usage_errors_exit_2(data, args, message):
     args = [a.format(a=data / "a", b=data / "b") for a in args]
     r = CliRunner().invoke(app, [*args, *TINY])
@@ -65,6 +68,7 @@ def test_usage_errors_exit_2(data, args, message):
     assert message in r.output
 
 
+@pytest.mark.slow
 def test_probe_with_one_class_is_a_usage_error(data, tmp_path):
     one = tmp_path / "one"
     src = next(p for p in sorted((data / "a").iterdir()) if p.is_dir() and any(p.iterdir()))

@@ -90,6 +90,7 @@ def _check_label_map_against_masks(lm, rec, masks):
         assert own[lm == c].all(), c
 
 
+@pytest.mark.slow
 def test_single_image_json_vis_labels_and_coco(runner, photos, tmp_path):
     from pycocotools.coco import COCO
 
@@ -135,6 +136,7 @@ def test_single_image_json_vis_labels_and_coco(runner, photos, tmp_path):
         np.testing.assert_array_equal(dt.annToMask(a), m)
 
 
+@pytest.mark.slow
 def test_folder_with_unreadable_file(runner, photos, tmp_path):
     out, labels, vis = tmp_path / "o.json", tmp_path / "labels", tmp_path / "vis"
     r = run(runner, photos, *FAST, "--max-detections", "5", "-o", out, "--save-labels", labels, "--save-vis", vis)
@@ -192,6 +194,7 @@ def test_outputs_never_overwrite_inputs(runner, photos, tmp_path):
     assert img.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_exif_rotated_photo_gives_masks_in_rotated_size(runner, tmp_path):
     from skimage import data
 
@@ -214,6 +217,7 @@ def test_exif_rotated_photo_gives_masks_in_rotated_size(runner, tmp_path):
     _check_label_map_against_masks(read_label_png(labels), rec, masks)
 
 
+@pytest.mark.slow
 def test_label_matching_nothing_with_the_shipped_model(runner, tmp_path):
     from ovtools.datasets.shapes import generate_scenes
 
@@ -236,6 +240,7 @@ def test_label_matching_nothing_with_the_shipped_model(runner, tmp_path):
     assert (read_label_png(labels) == -1).all()
 
 
+@pytest.mark.slow
 def test_save_labels_with_more_than_255_classes(runner, photos, tmp_path):
     labels = tmp_path / "l.png"
     many = ", ".join(f"thing{i}" for i in range(300))

@@ -53,6 +53,7 @@ def _instances(scene, index):
     return np.where(index >= 0, scene.instance_id[np.maximum(index, 0)], -1)
 
 
+@pytest.mark.slow
 def test_masked_crops_are_what_mask_features_encodes(tiny_rn_encoder, render):
     """Same box, padding, roi_align and mean fill as MaskFeatures.crops (up to uint8 rounding)."""
     from ovtools.heads.mask_features import MaskFeatures
@@ -103,6 +104,7 @@ def test_masked_object_crop_shows_the_object_colour(scene, render):
         assert np.abs(corner - MEAN_RGB).max() <= 1
 
 
+@pytest.mark.slow
 def test_scene_crops_deterministic_and_consistent():
     a = scene_crops(0, 1, n_views=2, points=POINTS, size=(240, 320))
     b = scene_crops(0, 1, n_views=2, points=POINTS, size=(240, 320))
@@ -123,6 +125,7 @@ def test_scene_crops_deterministic_and_consistent():
     assert any(r[2] == FLOOR_NAME for r in a) and any(r[3].split("|")[0] in shown for r in a)
 
 
+@pytest.mark.slow
 def test_write_views3d_same_bytes_with_workers(tmp_path):
     kw = {"n_views": 1, "points": POINTS, "size": SMALL}
     one = write_views3d(tmp_path / "one", 2, seed=4, workers=1, **kw)
@@ -155,6 +158,7 @@ def test_rgbd_folder_round_trip(scene, tmp_path):
         write_scene_rgbd(scene, tmp_path / "none", 0)
 
 
+@pytest.mark.slow
 def test_datagen_3d_kinds(tmp_path):
     run_cli(["datagen", tmp_path / "s3", "--kind", "scenes3d", "--n", 2, "--seed", 1, "--points", 5000,
              "--rgbd-views", 1])

@@ -30,6 +30,7 @@ def test_k_shot_sampling():
     assert np.array_equal(idx, sample_k_shot(y, 4, seed=1))
 
 
+@pytest.mark.slow
 def test_linear_probe_separable_and_noise():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 16)) * 3

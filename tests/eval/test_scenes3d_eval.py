@@ -53,6 +53,7 @@ def run(*args):
     return CliRunner().invoke(app, ["eval", *map(str, args)], catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_eval_cli_reports_every_mode(world, preset, tmp_path):
     out = tmp_path / "m.json"
     r = run(world, "--preset", preset, "--pretrained", "shapes", "-o", out)
@@ -92,6 +93,7 @@ def _direct_accuracy(pipe, world, mode):
     return correct / total, float(np.mean([inter[c] / union[c] for c in inter]))
 
 
+@pytest.mark.slow
 def test_evaluate_scenes3d_matches_a_direct_count(world, preset):
     from ovtools.eval.scenes3d import evaluate_scenes3d
     from ovtools.pipelines import Segment3DPipeline
@@ -109,6 +111,7 @@ def test_evaluate_scenes3d_matches_a_direct_count(world, preset):
     assert one["n_scenes"] == 1 and set(one["modes"]) == {"fusion"}
 
 
+@pytest.mark.slow
 def test_fusion_only_preset_scores_fusion_only(world, d, tmp_path):
     preset = _preset(d, "fusion-only.yaml", distill_steps=0, mode="fusion")
     out = tmp_path / "m.json"
@@ -133,6 +136,7 @@ def test_manifest_listing_a_missing_file(world, preset, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_class_space_missing_manifest_classes(world, preset, tmp_path):
     out = tmp_path / "m.json"
     r = run(world, "--preset", preset, "--pretrained", "shapes", "--labels", "red cube", "-o", out)
@@ -196,6 +200,7 @@ def _class_id_999(cloud):
     (None, _no_class_id, "no per-point 'class_id'"),
     (None, _class_id_999, "out of range"),
 ])
+@pytest.mark.slow
 def test_malformed_3d_datasets_are_usage_errors(world, preset, tmp_path, edit_manifest, edit_ply, message):
     """Breaker's findings: each was a KeyError / IndexError / TypeError traceback (exit 1) or NaN mIoU."""
     folder = _copy_world(world, tmp_path / "w", edit_manifest, edit_ply)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from ovtools.cli import app
 from ovtools.eval.segmentation import ConfusionMatrix, coco_label_map
-from ovtools.structures import Detections, boxes_from_masks, masks_to_rle
+from ovtools.geometry import boxes_from_masks
+from ovtools.structures import Detections, masks_to_rle
 
 
 # ------------------------------------------------------------------------------ ConfusionMatrix
@@ -246,6 +247,7 @@ def _eval(*args):
     return CliRunner().invoke(app, ["eval", *map(str, args)])
 
 
+@pytest.mark.slow
 def test_eval_segment_preset_mask_ap_and_miou(scenes, tmp_path):
     out = tmp_path / "m.json"
     r = _eval(scenes, "--preset", "segment-shapes", "--no-absent", "--device", "cpu", "-o", out, "-q")
@@ -323,6 +325,7 @@ def _wrong_image_size(d):
     (_short_polygon, "at least 3 points"),
     (_wrong_image_size, "image"),
 ])
+@pytest.mark.slow
 def test_malformed_masks_are_usage_errors(scenes, tmp_path, edit, message):
     """Breaker's findings: pycocotools raised KeyError / ValueError / IndexError from deep inside (exit 1)."""
     ann = _broken(scenes, tmp_path, edit)

@@ -23,12 +23,17 @@ def test_top_k_probabilities_and_logits(tiny_encoder, rgb_image):
     out = head(images, emb)
     assert out.class_id.shape == (3, 3) and out.confidence.shape == (3, 3)  # top_k clipped to C = 3
     assert out.class_id.dtype == np.int64 and out.confidence.dtype == np.float32
-    assert np.all(np.diff(out.confidence, axis=1) <= 0)
-    assert np.allclose(out.confidence.sum(1), 1.0, atol=1e-5)
+    assert np.all(np.diff(out.probability, axis=1) <= 0)  # ranked by probability
+    assert np.allclose(out.probability.sum(1), 1.0, atol=1e-5)
     feats = tiny_encoder.encode_images([rgb_image])
     ref = tiny_encoder.logit_scale * feats @ emb.classes.T
     assert np.allclose(out.logits[0], ref[0].numpy(), atol=1e-4)
-    assert np.allclose(out.confidence[0], np.sort(ref.softmax(-1)[0].numpy())[::-1], atol=1e-5)
+    assert np.allclose(out.probability[0], np.sort(ref.softmax(-1)[0].numpy())[::-1], atol=1e-5)
+    # confidence is the open-set score of detection: probability x relevancy against the negatives
+    neg = (tiny_encoder.logit_scale * feats @ emb.negatives.T)[0].max()
+    relevancy = torch.sigmoid(ref[0][out.class_id[0]] - neg).numpy()
+    np.testing.assert_allclose(out.relevancy[0], relevancy, atol=1e-5)
+    np.testing.assert_allclose(out.confidence, out.probability * out.relevancy, atol=1e-6)
     assert not out.rejected.any()  # rejection off
     single = head(rgb_image, emb)
     assert single.class_id.shape == (1, 3) and np.array_equal(single.class_id[0], out.class_id[0])
@@ -66,3 +71,23 @@ def test_registry_lists_names_and_refuses_duplicates(tiny_encoder):
         register_head(head_spec("classify"))
     with pytest.raises(TypeError, match="HeadSpec"):
         HEADS.add("toy", ClassifyHead)
+
+
+@pytest.mark.slow
+def test_one_label_on_a_blank_image_is_not_certain():
+    """Issue 10 item 8: softmax over a single label is 1.0 whatever the image; the reported confidence is not."""
+    from ovtools.datasets.shapes import generate_classification
+    from ovtools.pipelines import ClassifyPipeline
+
+    pipe = ClassifyPipeline("classify-shapes", labels="cat", device="cpu")
+    blank = pipe(np.full((64, 64, 3), 128, np.uint8))
+    assert blank.probability[0, 0] == pytest.approx(1.0)
+    assert blank.confidence[0, 0] == pytest.approx(blank.relevancy[0, 0]) and blank.confidence[0, 0] < 0.1
+    row = blank.to_dict(0)["top_k"][0]
+    assert set(row) == {"label", "class_id", "confidence", "probability", "relevancy"}
+    assert row["confidence"] < 0.1 and row["probability"] == 1.0
+    # a label the image does show keeps a high confidence
+    scene = next(generate_classification(1, seed=7))
+    pipe.set_labels(scene.objects[0].name)
+    shown = pipe(scene.image)
+    assert shown.probability[0, 0] == pytest.approx(1.0) and shown.confidence[0, 0] > 0.5

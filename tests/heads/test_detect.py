@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou
 
 from ovtools.heads import DetectConfig, DetectHead, create_head
-from ovtools.heads.detect import square_context_boxes
+from ovtools.geometry import square_context_boxes
 from ovtools.io.images import LoadedImage
 from ovtools.prompts import ClassSpace, EmbeddingCache, build_class_embeddings
 
@@ -38,6 +38,7 @@ def emb(tiny_encoder, scene):
     return make_emb(e.classes, neg, names=e.names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scoring", ["crop", "dense"])
 def test_boxes_in_original_pixels_when_processed_downscaled(tiny_encoder, scene, emb, scoring):
     head = DetectHead(tiny_encoder, DetectConfig(scoring=scoring, score_threshold=0.0, class_agnostic_iou=None))

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from ovtools.geometry import boxes_from_masks, mask_iou, mask_nms
 from ovtools.heads.mask_features import MaskFeatures
-from ovtools.heads.segment import SegmentConfig, SegmentHead, mask_nms
+from ovtools.heads.segment import SegmentConfig, SegmentHead
 from ovtools.io.images import as_loaded
 from ovtools.prompts import CANONICAL_NEGATIVES, ClassSpace, build_class_embeddings, load_templates
-from ovtools.proposals.regions import mask_iou
-from ovtools.structures import boxes_from_masks
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +32,7 @@ def _gt_map(scene, names):
     return gt
 
 
+@pytest.mark.slow
 def test_crop_scoring_names_the_shapes(shapes):
     enc, emb, scenes = shapes
     head = SegmentHead(enc, SegmentConfig(scoring="crop", max_side=512))
@@ -69,6 +69,7 @@ def test_masks_come_back_at_the_original_size(shapes):
     np.testing.assert_allclose(det.xyxy[0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
 
 
+@pytest.mark.slow
 def test_label_matching_nothing_gives_an_empty_result(shapes):
     enc, _, scenes = shapes
     space = ClassSpace.load("shapes")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from ovtools.errors import ImageLoadError
 from ovtools.io.images import as_loaded, load_image
@@ -136,6 +136,66 @@ def test_exif_rotated_jpeg(tmp_path, orientation):
         assert top[0] > 200 and top[2] < 60 and bottom[2] > 200
     else:  # 8: rotate 90° counter-clockwise: stored left (red) ends at the bottom
         assert bottom[0] > 200 and bottom[2] < 60 and top[2] > 200
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "AVIF"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_rotation_in_other_containers(tmp_path, fmt, orientation):
+    if fmt == "AVIF" and not features.check("avif"):
+        pytest.skip("Pillow built without AVIF")
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = (255, 0, 0)  # stored: left half red, right half blue
+    a[:, 20:] = (0, 0, 255)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    p = tmp_path / f"o{orientation}.{fmt.lower()}"
+    im.save(p, fmt, exif=exif if fmt == "TIFF" else exif.tobytes(), **({"quality": 95} if fmt != "PNG" else {}))
+    img = load_image(p)
+    px = img.pixels.astype(int)
+    h, w = px.shape[:2]
+    assert img.original_size == ((20, 40) if orientation == 3 else (40, 20)) == (h, w)
+    red = {3: px[h // 2, w - 3], 6: px[2, w // 2], 8: px[h - 3, w // 2]}[orientation]  # where stored left ends
+    assert red[0] > 200 and red[2] < 60
+
+
+def test_multi_page_tiff_and_mpo_first_frame(tmp_path):
+    first, second = Image.new("RGB", (20, 10), (200, 10, 10)), Image.new("RGB", (30, 30), (10, 10, 200))
+    first.save(tmp_path / "pages.tif", save_all=True, append_images=[second])
+    first.save(tmp_path / "stereo.mpo", "MPO", save_all=True, append_images=[first.copy()], quality=95)
+    for name in ("pages.tif", "stereo.mpo"):
+        img = load_image(tmp_path / name)
+        _check_rgb(img, (10, 20))
+        r, g, b = img.pixels[5, 10].astype(int)
+        assert r > 190 and g < 25 and b < 25, name
+
+
+def test_palette_png_with_partial_alpha(tmp_path):
+    p = tmp_path / "pal.png"
+    im = Image.new("P", (8, 4), 0)
+    im.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    im.save(p, transparency=bytes([128, 255]))  # entry 0 half transparent: red over white
+    np.testing.assert_allclose(load_image(p).pixels[1, 1], [255, 127, 127], atol=1)
+
+
+def test_float_image_with_nan_and_inf(tmp_path):
+    a = np.tile(np.linspace(0.0, 1.0, 20, dtype=np.float32), (10, 1))
+    a[0, :5] = np.nan
+    a[1, :3], a[2, :3] = np.inf, -np.inf
+    p = tmp_path / "depth.tif"
+    Image.fromarray(a).save(p)
+    px = load_image(p).pixels[..., 0].astype(int)
+    assert (px[0, :5] == 0).all() and (px[1, :3] == 255).all() and (px[2, :3] == 0).all()
+    np.testing.assert_array_equal(px[5], np.round(np.linspace(0, 255, 20)).astype(int))  # finite range kept
+
+
+def test_32_bit_integer_image_is_stretched_not_clipped(tmp_path):
+    a = (np.arange(200, dtype=np.int32).reshape(10, 20) - 100) * 1000  # -100000 .. 99000
+    p = tmp_path / "i32.tif"
+    Image.fromarray(a).save(p)
+    px = load_image(p).pixels[..., 0].astype(int)
+    assert px[0, 0] == 0 and px[-1, -1] == 255
+    assert len(np.unique(px)) > 150  # was 2 values (everything clipped to 0 or 255)
 
 
 def test_exif_rotated_with_max_side(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 plyfile = pytest.importorskip("plyfile")
 
-from ovtools.errors import OvtoolsError, PointCloudError
+from ovtools.errors import MissingDependencyError, OvtoolsError, PointCloudError, import_extra
 from ovtools.io.ply import PointCloud, read_point_cloud, voxel_downsample, write_ply
 from ovtools.io.writers import OutputPathError
 
@@ -181,7 +182,7 @@ def _cloud(n=200):
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_write_round_trip_plyfile_and_open3d(tmp_path, binary):
-    o3d = pytest.importorskip("open3d")
+    o3d = pytest.importorskip("open3d", exc_type=ImportError)
     cloud = _cloud()
     path = write_ply(tmp_path / "out" / "c.ply", cloud, binary=binary)
     back = read_point_cloud(path)
@@ -238,6 +239,7 @@ def test_voxel_downsample_known_cloud():
         voxel_downsample(cloud, 0.0)
 
 
+@pytest.mark.slow
 def test_voxel_downsample_million_points():
     rng = np.random.default_rng(2)
     cloud = PointCloud(rng.uniform(0, 20, (1_000_000, 3)).astype(np.float32),
@@ -249,3 +251,34 @@ def test_voxel_downsample_million_points():
     lo = cloud.points.min(0)
     voxel = np.floor((cloud.points[:1000] - lo) / 0.5)  # the grid is aligned on the minimum corner
     np.testing.assert_array_equal(np.floor((small.points[inverse[:1000]] - lo) / 0.5), voxel)
+
+
+def broken_open3d(monkeypatch, tmp_path):
+    """Make ``import open3d`` fail as it does when its system library (libusb-1.0) is missing."""
+    fake = tmp_path / "shadow" / "open3d"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        'raise ImportError("libusb-1.0.so.0: cannot open shared object file: No such file or directory")\n')
+    monkeypatch.syspath_prepend(str(fake.parent))
+    for name in [m for m in sys.modules if m == "open3d" or m.startswith("open3d.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_open3d_that_cannot_load_gives_one_line_naming_the_system_library(tmp_path, monkeypatch):
+    path = tmp_path / "scan.xyz"
+    path.write_text("0 0 0\n1 0 0\n0 1 0\n")
+    broken_open3d(monkeypatch, tmp_path)
+    with pytest.raises(MissingDependencyError) as err:
+        read_point_cloud(path)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1 and str(path) in msg
+    assert "libusb-1.0.so.0" in msg and "apt-get install libusb-1.0-0" in msg and "pip install" not in msg
+    assert isinstance(err.value, ImportError) and isinstance(err.value, OvtoolsError)
+
+
+def test_import_extra_messages(monkeypatch):
+    monkeypatch.setitem(sys.modules, "plyfile", None)  # not installed
+    with pytest.raises(MissingDependencyError, match=r'^PLY IO needs plyfile, which is not installed: pip install '
+                                                      r'"ovtools\[3d\]"$'):
+        import_extra("plyfile", "3d", "PLY IO")
+    assert import_extra("json", "3d", "x").__name__ == "json"

@@ -89,6 +89,7 @@ def count_features(pipe, monkeypatch) -> list:
 
 
 # ----------------------------------------------------------------------------- labels
+@pytest.mark.slow
 def test_every_mode_labels_every_point(pipe, scene_ply):
     assert pipe.labels[0] == "floor" and len(pipe.labels) == 41  # the preset's shapes3d class space
     for mode in MODES:
@@ -124,6 +125,7 @@ def test_fusion_unseen_points_are_nothing(pipe, scene_ply):
 
 
 # ------------------------------------------------------------------- features once
+@pytest.mark.slow
 def test_features_computed_once_per_scene(encoder, scene3d, tmp_path, monkeypatch):
     p = make(encoder, labels="blue sphere, floor")
     calls = count_features(p, monkeypatch)
@@ -156,6 +158,7 @@ def test_features_computed_once_per_scene(encoder, scene3d, tmp_path, monkeypatc
 
 
 # ----------------------------------------------------------------------- inputs
+@pytest.mark.slow
 def test_points_colors_tuple_and_point_cloud_inputs(encoder, pipe, scene3d, scene_ply):
     from_path = pipe(scene_ply, labels=NEG)
     tup = pipe((scene3d.points, scene3d.colors), labels=NEG)
@@ -178,6 +181,7 @@ def _groups_share(values: np.ndarray, inverse: np.ndarray) -> bool:
     return bool((per_voxel[inverse] == values).all())
 
 
+@pytest.mark.slow
 def test_voxel_size_labels_every_input_point(encoder, scene3d, scene_ply):
     p = make(encoder, voxel_size=0.1, labels=NEG)
     small = p.scene(scene_ply)
@@ -215,6 +219,7 @@ def rgbd_folder(tmp_path_factory, scene3d):
     return _rgbd_folder(tmp_path_factory.mktemp("rgbd") / "scan", scene3d)
 
 
+@pytest.mark.slow
 def test_rgbd_folder_without_ply(pipe, rgbd_folder, scene3d):
     scene = pipe.scene(rgbd_folder)
     assert scene.rgbd is not None and len(scene.rgbd) == 4
@@ -242,6 +247,7 @@ def test_rgbd_folder_with_ply(pipe, rgbd_folder, scene3d, tmp_path):
     assert pipe.features(folder).n_views == 4
 
 
+@pytest.mark.slow
 def test_rgbd_folder_ply_rewritten_in_place_is_recomputed(pipe, rgbd_folder, scene3d, tmp_path):
     folder = tmp_path / "scan"
     shutil.copytree(rgbd_folder, folder)
@@ -280,6 +286,7 @@ def test_bad_keyword_is_a_type_error(encoder):
         Segment3DPipeline("segment3d-shapes", encoder=encoder, pretrained="shapes")
 
 
+@pytest.mark.slow
 def test_pretrained_shapes_by_name(scene3d):
     p = Segment3DPipeline("segment3d-shapes", pretrained="shapes", device="cpu", labels="red cube, floor", **FAST)
     assert p.encoder.pretrained == "shapes" and p.labels == ["red cube", "floor"]
@@ -324,6 +331,7 @@ def test_view_settings_checked_with_the_preset(encoder, tmp_path, values):
 
 
 # ----------------------------------------------------------------------- query
+@pytest.mark.slow
 def test_query_relevancy(pipe, scene_ply):
     for phrase in ("", "   "):
         with pytest.raises(ValueError, match="phrase"):
@@ -356,6 +364,7 @@ def test_no_view_seeing_any_point_is_a_clear_error(encoder, scene3d, tmp_path):
         p(folder)
 
 
+@pytest.mark.slow
 def test_float_colours_in_0_255_are_understood(encoder, scene3d):
     """(points, colors) with 0-255 floats (as many tools write) label like uint8 colours, not as white."""
     p = make(encoder, labels="red cube, floor")
@@ -366,6 +375,7 @@ def test_float_colours_in_0_255_are_understood(encoder, scene3d):
     np.testing.assert_array_equal(a.class_id, c.class_id)
 
 
+@pytest.mark.slow
 def test_degenerate_extent_names_the_scene_and_huge_voxels_warn(encoder, scene3d, tmp_path):
     from ovtools.io.ply import write_ply
 

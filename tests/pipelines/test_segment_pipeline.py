@@ -55,6 +55,7 @@ def _same(a, b):
     np.testing.assert_array_equal(a.confidence, b.confidence)
 
 
+@pytest.mark.slow
 def test_built_from_kwargs(pipe, tmp_path):
     assert pipe.task == "segment" and pipe.settings.source is None
     assert pipe.encoder.name == "ovtools-test-vit" and pipe.encoder.pretrained is None
@@ -143,6 +144,7 @@ def _threads_match_serial(seg, frames):
     return serial
 
 
+@pytest.mark.slow
 def test_threads_match_serial_regions(pipe):
     frames = [_blocks(56 + 8 * i, 80 - 4 * i, 10 + i) for i in range(4)]
     serial = _threads_match_serial(pipe, frames)
@@ -150,6 +152,7 @@ def test_threads_match_serial_regions(pipe):
     assert [d.mask.shape[1:] for d in serial] == [f.shape[:2] for f in frames]
 
 
+@pytest.mark.slow
 def test_threads_match_serial_segment_anything(tiny_encoder):
     pytest.importorskip("segment_anything")
     from ovtools.proposals.sam import build_tiny_sam

@@ -52,6 +52,7 @@ def test_negatives_and_mask(tiny_encoder):
     assert emb.negative_mask.tolist() == [[True] * 6, [True] * 5 + [False]]
 
 
+@pytest.mark.slow
 def test_second_run_runs_zero_text_forwards(tiny_encoder, tmp_path):
     cache = EmbeddingCache(tmp_path)
     space = ClassSpace.load("coco")
@@ -94,6 +95,7 @@ def _writer(root: str, seed: int, n: int) -> None:
         cache.put("samekey", {"classes": torch.full((50, 512), float(seed)), "negatives": torch.zeros(4, 512)})
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_leave_a_corrupt_file(tmp_path):
     procs = [mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), s, 20)) for s in range(3)]
     for p in procs:

@@ -20,6 +20,7 @@ def _build(name):
     return create_proposals(name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", available_proposals("boxes") + available_proposals("masks"))
 def test_every_source_returns_valid_boxes(name, rgb_image):
     """Every registered source (box or mask) gives valid, deterministic output; mask sources give
@@ -68,6 +69,7 @@ def test_window_grid_is_exact():
         SlidingWindows()(np.zeros((10, 10, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_segments_find_solid_objects_also_when_downscaled():
     rng = np.random.default_rng(0)
     img = rng.integers(100, 130, (200, 300, 3), dtype=np.uint8)
@@ -84,6 +86,7 @@ def test_segments_find_solid_objects_also_when_downscaled():
         SegmentProposals(color_spaces=("xyz",))
 
 
+@pytest.mark.slow
 def test_segments_recall_on_generated_scenes():
     from ovtools.datasets.shapes import generate_scenes
 

@@ -48,6 +48,7 @@ def test_registry_builds_sam(tiny):
     assert src.model is tiny
 
 
+@pytest.mark.slow
 def test_masks_at_input_size_non_square(tiny):
     src = create_proposals("sam", model=tiny, max_side=256, **LOOSE)
     image = _image(200, 300)
@@ -85,6 +86,7 @@ def test_no_masks_gives_empty_array(tiny):
     assert masks.shape == (0, 40, 60) and masks.dtype == bool and scores.shape == (0,)
 
 
+@pytest.mark.slow
 def test_large_image_is_downscaled(tiny):
     src = SamMaskProposals(model=tiny, max_side=256, max_masks=3, **LOOSE)
     seen = []
@@ -123,6 +125,7 @@ def test_box_segmenter_empty_and_invalid(tiny):
         seg(image.astype(np.float32), [[0, 0, 5, 5]])
 
 
+@pytest.mark.slow
 def test_thread_safety(tiny):
     seg = SamBoxSegmenter(model=tiny, max_side=64)
     src = SamMaskProposals(model=tiny, max_side=64, **LOOSE)
@@ -202,9 +205,10 @@ def test_model_type_checked_and_import_errors(tiny, monkeypatch):
         SamMaskProposals(model=tiny)
 
 
+@pytest.mark.slow
 def test_segment_anything_imported_lazily():
     code = "import sys, ovtools.proposals; print('segment_anything' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.stdout.strip() == "False", out.stderr
 
 
