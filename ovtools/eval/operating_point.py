@@ -7,8 +7,9 @@ score exactly those (COCO matching rules at one IoU):
 * a reported detection is a *true positive* if it overlaps an unmatched ground-truth
   object of the same category with IoU >= ``iou`` (boxes, or masks for segmentation;
   greedy, most confident first, as COCOeval does at one IoU threshold);
-* ``precision`` = TP / reported, ``recall`` = TP / ground-truth objects (``iscrowd``
-  objects neither count nor penalise);
+* ``precision`` = TP / reported, ``recall`` = TP / ground-truth objects; as in COCOeval,
+  ``iscrowd`` regions are not objects, and a detection lying on a crowd region of its
+  category (at least ``iou`` of its area) is ignored;
 * a false positive lying mostly inside a ground-truth object of the same category
   (at least ``inside`` of its box area) is a *duplicate*: a second box on an object that
   was found, or a part of it; ``duplicates_per_object`` = duplicates / ground-truth objects.
@@ -56,6 +57,7 @@ def operating_point_metrics(coco, results: Sequence[dict], iou: float = 0.5, seg
     for img_id in coco.getImgIds():
         anns = coco.imgToAnns.get(img_id, [])
         gts = [a for a in anns if not a.get("iscrowd", 0)]
+        crowd = [a for a in anns if a.get("iscrowd", 0)]
         n_gt += len(gts)
         dts = sorted(by_image.get(img_id, []), key=lambda r: -r["score"])
         if not dts:
@@ -80,6 +82,10 @@ def operating_point_metrics(coco, results: Sequence[dict], iou: float = 0.5, seg
                 matched.add(best)
                 tp += 1
                 continue
+            if crowd and any(c["category_id"] == d["category_id"] and cover_c >= iou for c, cover_c in zip(
+                    crowd, _inside_fraction(np.asarray([d["bbox"]], np.float64),
+                                            np.asarray([c["bbox"] for c in crowd], np.float64))[0])):
+                continue  # on a crowd region of its category: ignored
             fp += 1
             if gts and any(g["category_id"] == d["category_id"] and cover[i, j] >= inside for j, g in enumerate(gts)):
                 dup += 1
