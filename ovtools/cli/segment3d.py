@@ -163,8 +163,8 @@ def _write_outputs(pipe, scene, sf, query, output, summary, save_features, input
     if query is not None:
         rel = pipe.query(sf, query)
         if output is not None:
-            write_ply(output, PointCloud(pts, _heat(rel), fields={"relevancy": rel.astype(np.float32)}),
-                      protect=inputs)
+            write_ply(output, PointCloud(pts, _heat(rel), fields={"relevancy": rel.astype(np.float32)},
+                                         organized=scene.organized), protect=inputs)
         doc = {"scene": str(scene.source), "query": query, "n_points": int(len(rel)),
                "points_relevant": int((rel > 0.5).sum()), "max_relevancy": round(float(rel.max()), 6)}
         if summary is not None:
@@ -176,7 +176,8 @@ def _write_outputs(pipe, scene, sf, query, output, summary, save_features, input
         if output is not None:
             write_ply(output, PointCloud(pts, _class_colors(labels.class_id),
                                          fields={"label": labels.class_id.astype(np.int32),
-                                                 "score": labels.confidence.astype(np.float32)}), protect=inputs)
+                                                 "score": labels.confidence.astype(np.float32)},
+                                         organized=scene.organized), protect=inputs)
         doc = _summary(pipe, scene, sf, labels, time.perf_counter() - t0)
         if summary is not None:
             write_json(summary, doc, inputs)
