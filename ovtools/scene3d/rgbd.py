@@ -11,6 +11,8 @@ CVPR 2017)::
     <folder>/intrinsic/intrinsic_depth.txt   4x4 (optional; default: colour K rescaled to the depth size)
     <folder>/intrinsic/extrinsic_color.txt   4x4 colour camera-to-sensor (optional; default identity)
     <folder>/intrinsic/extrinsic_depth.txt   4x4 depth camera-to-sensor (optional; default identity)
+    <folder>/intrinsic/distortion_color.txt  OpenCV distortion k1 k2 p1 p2 [k3 [k4 k5 k6]] (optional)
+    <folder>/intrinsic/distortion_depth.txt  the same for the depth camera (optional)
     <folder>/_info.txt                    optional; its ``m_depthShift = 5000`` line sets the depth units
 
 The colour and depth cameras may differ (ScanNet: 1296x968 colour, 640x480 depth, other
@@ -19,6 +21,10 @@ intrinsics and projected into the colour image with the colour intrinsics, throu
 colour-from-depth extrinsic ``inv(extrinsic_color) @ extrinsic_depth`` (the two
 ``extrinsic_*`` files are camera-to-sensor transforms as in the ``.sens`` format; the
 depth camera's pose is ``pose @ extrinsic_depth``).
+
+With a ``distortion_*.txt`` file, that camera's images are undistorted when read
+(``cv2.undistort``; depth with nearest-neighbour sampling, so depths of two surfaces are
+never blended) and keep their intrinsics, so fusion and back-projection stay pinhole.
 
 Frames are matched by file stem and sorted numerically when every stem is an
 integer (``"10"`` after ``"9"``).  ScanNet writes ``-inf`` poses where tracking
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import cv2
 from PIL import Image
 
 from .camera import as_tensor, check_K, check_pose, scale_intrinsics
@@ -97,6 +104,25 @@ def _read_K(path: Path) -> np.ndarray:
     return check_K(m[:3, :3])
 
 
+def _read_distortion(path: Path) -> np.ndarray | None:
+    """OpenCV distortion coefficients (4, 5, 8, 12 or 14 values) of ``path``, or ``None`` if absent or all zero."""
+    if not path.is_file():
+        return None
+    d = _read_matrix(path).reshape(-1)
+    if d.size not in (4, 5, 8, 12, 14) or not np.isfinite(d).all():
+        raise ValueError(f"{path} must hold 4, 5, 8, 12 or 14 finite OpenCV distortion coefficients "
+                         f"(k1 k2 p1 p2 [k3 [k4 k5 k6 [s1 s2 s3 s4 [tx ty]]]]), got {d.size} values")
+    return d if d.any() else None
+
+
+def _undistort(image: np.ndarray, K: np.ndarray, dist: np.ndarray, nearest: bool) -> np.ndarray:
+    """The image as a pinhole camera with the same ``K`` would see it (OpenCV's distortion model)."""
+    h, w = image.shape[:2]
+    mx, my = cv2.initUndistortRectifyMap(K, dist, None, K, (w, h), cv2.CV_32FC1)
+    return cv2.remap(image, mx, my, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
 def _sorted_stems(stems: Iterable[str]) -> list[str]:
     stems = list(stems)
     if all(s.isdigit() for s in stems):
@@ -130,6 +156,7 @@ class RGBDFolder:
         depth_scale: the ``depth_scale`` given or declared by ``_info.txt``, or ``None``.
         depth_scale_source: where the units come from, for messages.
         unit_scale: units per metre applied to the last depth map read.
+        distortion: ``{"color": coefficients or None, "depth": ...}`` from ``distortion_*.txt``.
         n_invalid_poses: frames dropped for non-finite or singular poses.
         n_unmatched: colour/depth/pose files without their two counterparts.
 
@@ -170,6 +197,7 @@ class RGBDFolder:
         self.K_color = _read_K(kc)
         kd = dirs["intrinsic"] / "intrinsic_depth.txt"
         self._K_depth_file = _read_K(kd) if kd.is_file() else None
+        self.distortion = {k: _read_distortion(dirs["intrinsic"] / f"distortion_{k}.txt") for k in ("color", "depth")}
         ext = {k: dirs["intrinsic"] / f"extrinsic_{k}.txt" for k in ("color", "depth")}
         ext = {k: check_pose(_read_matrix(f), str(f)) if f.is_file() else np.eye(4) for k, f in ext.items()}
         self._depth_to_sensor = ext["depth"]
@@ -233,6 +261,10 @@ class RGBDFolder:
             K_depth = self._K_depth_file
         else:
             K_depth = scale_intrinsics(self.K_color, color.shape[:2], depth.shape)
+        if self.distortion["color"] is not None:
+            color = _undistort(color, self.K_color, self.distortion["color"], nearest=False)
+        if self.distortion["depth"] is not None:
+            depth = _undistort(depth, K_depth, self.distortion["depth"], nearest=True)
         return RGBDFrame(color, depth, self._pose_of[s] @ self._depth_to_sensor, self.K_color, K_depth, s,
                          self.color_from_depth)
 

@@ -139,3 +139,30 @@ def test_survey_poses_backproject_without_losing_precision(frames):
     assert far_pts.dtype == np.float64 and len(far_pts) == len(near_pts)
     np.testing.assert_allclose(far_pts - offset, near_pts, atol=1e-6)
     np.testing.assert_array_equal(far_cols, near_cols)
+
+
+def test_distorted_cameras_are_undistorted_when_read(tmp_path):
+    """A lens with radial distortion (OpenCV k1 k2 p1 p2 k3 in intrinsic/distortion_depth.txt): a tilted
+    plane back-projects flat only once the depth map is undistorted."""
+    import cv2
+
+    K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
+    dist = np.array([-0.3, 0.1, 0.001, -0.001, 0.0])
+    vv, uu = np.mgrid[0:120, 0:160].astype(np.float64)
+    ray = cv2.undistortPoints(np.stack([uu, vv], -1).reshape(-1, 1, 2), K, dist).reshape(120, 160, 2)
+    depth = (2.0 / (1.0 - 0.5 * ray[..., 0])).astype(np.float32)  # the plane z = 2 + 0.5 x seen through the lens
+    f = RGBDFrame(np.zeros((120, 160, 3), np.uint8), depth, np.eye(4), K, K, "0")
+    folder = write_rgbd_folder(tmp_path / "scan", [f], color_format="png")
+
+    def off_plane(scan):
+        pts, _ = backproject_rgbd(scan, voxel_size=0.001)
+        return np.abs(pts[:, 2] - (2.0 + 0.5 * pts[:, 0])).max()
+
+    assert off_plane(RGBDFolder(folder)) > 0.05  # read as a pinhole camera: the plane bends
+    np.savetxt(folder / "intrinsic" / "distortion_depth.txt", dist[None])
+    scan = RGBDFolder(folder)
+    assert scan.distortion["depth"] is not None and scan.distortion["color"] is None
+    assert off_plane(scan) < 0.01
+    (folder / "intrinsic" / "distortion_depth.txt").write_text("0.1 0.2 0.3\n")
+    with pytest.raises(ValueError, match="distortion"):
+        RGBDFolder(folder)
