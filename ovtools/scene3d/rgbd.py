@@ -189,8 +189,12 @@ class RGBDFolder:
         dirs = {d: self.folder / d for d in ("color", "depth", "pose", "intrinsic")}
         missing = [d for d, p in dirs.items() if not p.is_dir()]
         if missing:
+            tum = (self.folder / "rgb").is_dir() and (self.folder / "groundtruth.txt").is_file()
             raise FileNotFoundError(f"RGB-D folder {self.folder} lacks sub-folder(s) {missing}; expected the "
-                                    "ScanNet layout color/, depth/, pose/, intrinsic/")
+                                    "ScanNet layout color/, depth/, pose/, intrinsic/" + (
+                                        " (this looks like a TUM RGB-D sequence: rgb/, depth/, groundtruth.txt; "
+                                        "associate frames and write them in the ScanNet layout, depth_scale 5000)"
+                                        if tum else ""))
         kc = dirs["intrinsic"] / "intrinsic_color.txt"
         if not kc.is_file():
             raise FileNotFoundError(f"{kc} is missing (the colour camera's intrinsics)")

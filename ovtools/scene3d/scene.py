@@ -161,7 +161,8 @@ def scene_from_cloud(cloud, source: Path, voxel_size: float | None = None, rgbd=
         ValueError: a bad ``up_axis``.
 
     Warns:
-        UserWarning: invalid rows (counted: they keep their place, labelled "nothing"); an
+        UserWarning: invalid rows (counted: they keep their place, labelled "nothing"); float32
+            coordinates so far from the origin that the file has rounded them (> 10 km); an
             ``up_axis="auto"`` that is not +z (named, with the setting); down-sampling left
             fewer than 100 points (and fewer than the input had).
     """
@@ -180,6 +181,11 @@ def scene_from_cloud(cloud, source: Path, voxel_size: float | None = None, rgbd=
     if not extent.max() > 0:
         raise PointCloudError(f"{source}: all {n_valid} valid points are at one position "
                               f"{kept.points[0].tolist()}; nothing to render")
+    far = float(np.abs(kept.points).max())
+    if kept.points.dtype == np.float32 and far > 1e4:  # the file itself already rounded the coordinates
+        warnings.warn(f"{source}: coordinates up to {far:.3g} m from the origin are stored as float32, which "
+                      f"rounds them to {float(np.spacing(np.float32(far))):.2g} m; export doubles (or local "
+                      "coordinates) to keep the detail", UserWarning, stacklevel=3)
     to_local, axis = local_frame(kept.points, up_axis)
     if up_axis == "auto" and axis != "+z":
         warnings.warn(f"{source}: up axis {axis} detected (the floor faces {axis}); working with {axis} up "

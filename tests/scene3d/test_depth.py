@@ -166,3 +166,11 @@ def test_distorted_cameras_are_undistorted_when_read(tmp_path):
     (folder / "intrinsic" / "distortion_depth.txt").write_text("0.1 0.2 0.3\n")
     with pytest.raises(ValueError, match="distortion"):
         RGBDFolder(folder)
+
+
+def test_tum_sequence_layout_is_named(tmp_path):
+    for d in ("rgb", "depth"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "groundtruth.txt").write_text("# timestamp tx ty tz qx qy qz qw\n")
+    with pytest.raises(FileNotFoundError, match="TUM RGB-D.*depth_scale 5000"):
+        RGBDFolder(tmp_path)

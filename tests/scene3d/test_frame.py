@@ -68,3 +68,19 @@ def test_no_supporting_plane_keeps_z_and_bad_inputs_are_named():
         rotation_to_z_up("auto")
     with pytest.raises(ValueError, match="NaN"):
         detect_up_axis(np.full((3, 3), np.nan))
+
+
+def test_float32_survey_coordinates_warn_that_the_file_rounded_them(scene):
+    from ovtools.io.ply import PointCloud
+    from ovtools.scene3d.scene import scene_from_cloud
+
+    rounded = PointCloud((scene.points.astype(np.float64) + [512345.0, 5412345.0, 310.0]).astype(np.float32))
+    with pytest.warns(UserWarning, match="float32, which rounds them to 0.5 m"):
+        scene_from_cloud(rounded, "utm32.ply")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        doubles = PointCloud(scene.points.astype(np.float64) + [512345.0, 5412345.0, 310.0], scene.colors)
+        s = scene_from_cloud(doubles, "utm64.ply")
+    assert s.original_points.dtype == np.float64 and np.abs(s.points).max() < 2.0
