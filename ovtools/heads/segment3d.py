@@ -378,7 +378,8 @@ class Segment3DHead:
                 class_id[s : s + len(best)] = torch.where(ok, best, -1).numpy()
         inv = sf.scene.inverse
         ok = inv >= 0  # invalid input rows (NaN/inf coordinates): "nothing", score 0, unseen
-        out_id, out_conf, seen = np.full(len(inv), -1, np.int64), np.zeros(len(inv), np.float32), np.zeros(len(inv), bool)
+        n = len(inv)
+        out_id, out_conf, seen = np.full(n, -1, np.int64), np.zeros(n, np.float32), np.zeros(n, bool)
         out_id[ok], out_conf[ok], seen[ok] = class_id[inv[ok]], conf[inv[ok]], (sf.count > 0).numpy()[inv[ok]]
         return PointLabels(out_id, out_conf, names, seen=seen)
 

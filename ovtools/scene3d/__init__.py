@@ -3,7 +3,8 @@
 Conventions (see :mod:`ovtools.scene3d.camera`): world frame z-up in metres;
 cameras OpenCV (x right, y down, z forward); intrinsics ``K`` (3, 3) in pixels
 with pixel centres at integer coordinates; ``pose`` = camera-to-world 4×4.
-Points are float32 (N, 3) metres, colours uint8 (N, 3).
+Points are float32 (N, 3) metres, colours uint8 (N, 3).  Scenes read from files are first moved
+to a z-up local frame near the origin (:mod:`ovtools.scene3d.frame`); outputs keep the input's frame.
 
 Typical flow for a bare point cloud::
 

@@ -25,10 +25,16 @@ plyfile = pytest.importorskip("plyfile")
 
 from ovtools.cli import app
 from ovtools.datasets.scenes3d import generate_scenes3d
-from ovtools.io.ply import PointCloud, write_ply
+from ovtools.io.ply import write_ply
 from ovtools.pipelines import Segment3DPipeline
-from ovtools.scene3d import RGBDFrame, estimate_point_spacing, intrinsics_from_fov, plan_views, render_points
-from ovtools.scene3d import write_rgbd_folder
+from ovtools.scene3d import (
+    RGBDFrame,
+    estimate_point_spacing,
+    intrinsics_from_fov,
+    plan_views,
+    render_points,
+    write_rgbd_folder,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

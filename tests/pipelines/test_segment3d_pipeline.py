@@ -306,6 +306,9 @@ def _preset(tmp_path, **values):
     ({"voxel_size": 0.0}, "voxel_size"),
     ({"score_threshold": 1.5}, "score_threshold"),
     ({"mode": "distill", "distill_steps": 0}, "distill"),
+    ({"up_axis": "y"}, "up_axis"),
+    ({"depth_scale": 0}, "depth_scale"),
+    ({"depth_scale": "mm"}, "depth_scale"),
     ({"n_arround": 3}, "n_arround"),
     ({"task": "segment"}, "segment"),
 ])
