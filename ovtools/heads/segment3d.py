@@ -145,7 +145,9 @@ class Segment3DConfig:
             raise ValueError(f"splat_scale must be > 0, got {self.splat_scale}")
         if self.up_axis not in UP_AXES:
             raise ValueError(f"up_axis must be one of {list(UP_AXES)}, got {self.up_axis!r}")
-        for name in ("voxel_size", "instance_radius", "depth_tolerance", "depth_scale"):
+        if self.depth_scale is not None and not self.depth_scale > 0:
+            raise ValueError(f"depth_scale must be > 0 units per metre or None, got {self.depth_scale}")
+        for name in ("voxel_size", "instance_radius", "depth_tolerance"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be > 0 metres or None, got {v}")

@@ -162,8 +162,9 @@ def fuse_features(
 
     Args:
         points: float (N, 3) world metres (numpy or torch).
-        views: iterable of :class:`FusionView` or ``(K, pose, depth, partition)``
-            tuples (a generator is fine: each view is used once, then dropped).
+        views: iterable of :class:`FusionView` or ``(K, pose, depth, partition)`` tuples,
+            optionally followed by ``feature_K, feature_size, depth_to_feature`` when another
+            camera took the feature image (a generator is fine: each view is used once, then dropped).
         depth_tolerance: occlusion test, absolute part in metres: a point is seen when
             ``|z - depth[pixel]| < depth_tolerance + relative_tolerance * depth[pixel]``.
         relative_tolerance: relative part of that test (e.g. 0.02 for sensor depth whose
@@ -177,7 +178,8 @@ def fuse_features(
         :class:`FusedFeatures` on ``device``.
 
     Raises:
-        ValueError: bad shapes (points, K, pose, depth, partition), feature dims that differ
+        ValueError: bad shapes (points, K, pose, depth, partition), ``feature_K`` without
+            ``feature_size``, feature dims that differ
             between views, a partition index beyond its rows, negative tolerances, or no views
             and no ``feature_dim``.
 
