@@ -8,7 +8,8 @@ unmodified input.  Measured before the fixes / after, point accuracy (object poi
 (0.716); survey offset 0.572 (0.000) / 0.947 (0.716); Y-up 0.903 (0.400) / 0.947 (0.716); RGB-D with
 cameras that agree 0.901 (0.561); colour camera unlike the depth camera 0.657 (0.100) / 0.929 (0.727);
 TUM units "no view saw any point" / 0.901 (0.561) with ``depth_scale=5000``; organized PCD with NaN rows
-0.882 (0.000) / 0.936 (0.670) on its valid rows.
+0.882 (0.000) / 0.936 (0.670) on its valid rows; an RGB-D scan Y-up at a survey offset 0.741 (0.093) /
+0.901 (0.561).
 """
 
 from __future__ import annotations
@@ -108,11 +109,13 @@ def test_y_up_export_labels_like_z_up(pipe, scene, reference, tmp_path):
     assert make(pipe.encoder, up_axis="+y").scene(path).up_axis == "+y"
 
 
-def _rgbd(folder, scene, colour_fov=None, colour_size=None, shift=(0.0, 0.0), baseline=0.0, depth_scale=1000.0):
+def _rgbd(folder, scene, colour_fov=None, colour_size=None, shift=(0.0, 0.0), baseline=0.0, depth_scale=1000.0,
+          world=None):
     """4 posed RGB-D frames of the scene in the ScanNet layout, with its PLY (ground truth inside).
 
     The depth camera is 96 x 128 (60° FOV).  Optionally the colour camera has another size, FOV and
-    principal point (``shift`` pixels) and sits ``baseline`` metres to the depth camera's right.
+    principal point (``shift`` pixels) and sits ``baseline`` metres to the depth camera's right;
+    ``world`` (4 x 4) moves the poses and the PLY into another world frame (float64 PLY).
     """
     cams = plan_views(scene.points, n_around=4, elevations=(45.0,), size=(96, 128), top_down=False)
     size_c = colour_size or (96, 128)
@@ -127,9 +130,14 @@ def _rgbd(folder, scene, colour_fov=None, colour_size=None, shift=(0.0, 0.0), ba
         d = render_points(scene.points, scene.colors, cam.K, cam.pose, cam.size, point_size_m=point).cpu()
         c = render_points(scene.points, scene.colors, Kc, cam.pose @ np.linalg.inv(E), size_c,
                           point_size_m=point).cpu()
-        frames.append(RGBDFrame(c.rgb.numpy(), d.depth.numpy(), cam.pose, Kc, cam.K, str(i), E))
+        pose = cam.pose if world is None else world @ cam.pose
+        frames.append(RGBDFrame(c.rgb.numpy(), d.depth.numpy(), pose, Kc, cam.K, str(i), E))
     out = write_rgbd_folder(folder, frames, color_format="png", depth_scale=depth_scale)
-    write_ply(out / "scene_vh_clean_2.ply", scene.to_point_cloud())
+    cloud = scene.to_point_cloud()
+    if world is not None:
+        cloud.points = scene.points.astype(np.float64) @ world[:3, :3].T + world[:3, 3]
+        cloud.normals = None
+    write_ply(out / "scene_vh_clean_2.ply", cloud)
     return out
 
 
@@ -161,6 +169,18 @@ def test_tum_depth_units(encoder, pipe, scene, aligned, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         assert accuracy(pipe(folder), scene.class_id) >= aligned - 0.02
+
+
+def test_rgbd_scan_y_up_in_survey_coordinates(pipe, scene, aligned, tmp_path):
+    """Items 2 + 5 with real frames: poses and PLY of an RGB-D scan in a Y-up world at a survey offset
+    (the poses move into the local frame with the cloud; before: 0.741, objects 0.093)."""
+    world = np.eye(4)
+    world[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]  # (x, y, z) -> (x, z, -y)
+    world[:3, 3] = OFFSET
+    folder = _rgbd(tmp_path / "scan", scene, world=world)
+    with pytest.warns(UserWarning, match=r"up axis \+y"):
+        out = pipe(folder)
+    assert accuracy(out, scene.class_id) >= aligned - 0.02
 
 
 def _organized_pcd(path, pts, rgb, h, w):
