@@ -88,13 +88,13 @@ def _write_outputs(pipe, scene, sf, query, output, summary, save_features, input
     if query is not None:
         rel = pipe.query(sf, query)
         if output is not None:
-            write_relevancy(output, scene.original_points, rel, protect=inputs)
+            write_relevancy(output, scene.original_points, rel, protect=inputs, organized=scene.organized)
         doc = pipe.query_summary(sf, query, rel)
         shown = doc
     else:
         labels = pipe(sf)
         if output is not None:
-            write_point_labels(output, scene.original_points, labels, protect=inputs)
+            write_point_labels(output, scene.original_points, labels, protect=inputs, organized=scene.organized)
         doc = pipe.summary(sf, labels, seconds=time.perf_counter() - t0)
         shown = {k: v for k, v in doc.items() if k not in ("class_names", "instances")}
         shown["instances"] = len(doc["instances"])

@@ -48,6 +48,7 @@ from ..scene3d import (
     render_points,
     train_distill,
 )
+from ..scene3d.frame import UpAxis
 from ..structures import PointLabels
 from .mask_features import MaskFeatures
 from .registry import HeadSpec, register_head
@@ -114,6 +115,13 @@ class Segment3DConfig(Config):
         minimum=0.0, exclusive_minimum=True)
     min_instance_points: int = setting(20, "Smaller components are not reported as instances.", minimum=1)
     seed: int = setting(0, "Seed of the distillation.")
+    depth_scale: float | None = setting(
+        None, "RGB-D folders: stored depth units per metre of integer depth maps (ScanNet 1000, TUM 5000; float "
+        "maps are metres); null = the folder's _info.txt m_depthShift, else 1000.", minimum=0.0,
+        exclusive_minimum=True)
+    up_axis: UpAxis = setting(
+        "auto", "The input's up axis (+x, -x, +y, -y, +z, -z), or auto: found from the floor (says which in one "
+        "line when it is not +z); views are planned with it up.")
 
     def check(self) -> None:
         if self.mask_proposals not in available_proposals("masks"):
@@ -220,7 +228,8 @@ class Segment3DHead:
         return FeaturePartition(index, feats.float().cpu())
 
     def _views(self, scene, spacing: float) -> tuple[int, Any]:
-        """``(number of views, iterator of (rgb uint8 (H, W, 3), valid bool or None, K, pose, depth float32))``."""
+        """``(number of views, iterator of (rgb uint8 (H, W, 3), valid bool or None, K, pose, depth float32,
+        (K_color, (H, W), color_from_depth) of the rgb's own camera or Nones)))`` in the scene's local frame."""
         cfg = self.config
         if scene.rgbd is not None:
             n = len(scene.rgbd)
@@ -228,8 +237,9 @@ class Segment3DHead:
 
             def frames():
                 for i in picks:
-                    f = scene.rgbd[i]
-                    yield f.color, None, f.K_depth, f.pose, f.depth
+                    f = scene.rgbd[i]  # poses move into the scene's local frame; colour has its own camera
+                    yield f.color, None, f.K_depth, scene.to_local @ f.pose, f.depth, \
+                        (f.K_color, f.color.shape[:2], f.color_from_depth)
             return len(picks), frames()
         cams = plan_views(scene.points, n_around=cfg.n_around, elevations=tuple(cfg.elevations),
                           n_inside=cfg.inside_views, size=tuple(int(v) for v in cfg.view_size), fov_deg=cfg.fov_deg,
@@ -239,7 +249,7 @@ class Segment3DHead:
             for cam in cams:
                 r = render_points(scene.points, scene.colors, cam.K, cam.pose, cam.size,
                                   point_size_m=cfg.splat_scale * spacing, background=(0, 0, 0)).cpu()
-                yield r.rgb.numpy(), (r.index >= 0).numpy(), cam.K, cam.pose, r.depth
+                yield r.rgb.numpy(), (r.index >= 0).numpy(), cam.K, cam.pose, r.depth, (None, None, None)
         return len(cams), renders()
 
     def features(self, scene, progress: Callable[[str], None] | None = None) -> SceneFeatures:
@@ -266,18 +276,20 @@ class Segment3DHead:
             n_views, view_iter = self._views(scene, spacing)
         except ValueError as e:  # degenerate extents (e.g. coordinates ~1e20) fail in view planning
             raise ValueError(f"{scene.source}: cannot plan views of this cloud ({e})") from None
-        for i, (rgb, valid, K, pose, depth) in enumerate(view_iter):
+        for i, (rgb, valid, K, pose, depth, colour_camera) in enumerate(view_iter):
             say(f"2D features of view {i + 1}/{n_views} ({cfg.features})")
-            views.append(FusionView(K, pose, depth, self.partition(rgb, valid)))
+            views.append(FusionView(K, pose, depth, self.partition(rgb, valid), *colour_camera))
         t1 = time.perf_counter()
         say(f"fusing {n_views} views onto {len(scene.points)} points")
         fused = fuse_features(scene.points, views, depth_tolerance=tol, feature_dim=self.encoder.embed_dim)
         t2 = time.perf_counter()
         if not bool(fused.seen.any()):
-            lo, hi = scene.points.min(0), scene.points.max(0)
+            valid = scene.original_points[scene.valid]
+            lo, hi = valid.min(0), valid.max(0)
             raise ValueError(f"{scene.source}: no view saw any point (points span {lo.round(3).tolist()} to "
                              f"{hi.round(3).tolist()} m" + (")" if scene.rgbd is None else
-                             "; do the RGB-D poses and depth maps belong to this cloud?)"))
+                             "; do the RGB-D poses and depth maps belong to this cloud, in these units? "
+                             f"depth_scale: {scene.rgbd.unit_scale:g} per metre)"))
         distilled = None
         if cfg.distill_steps > 0:
             say(f"distilling into the 3D network ({cfg.distill_steps} steps)")
@@ -298,8 +310,8 @@ class Segment3DHead:
             mode: ``"fusion"``, ``"distill"`` or ``"ensemble"`` (default: the config's).
 
         Returns:
-            :class:`~ovtools.structures.PointLabels` for all N input points (down-sampled
-            results carried back through ``scene.inverse``).
+            :class:`~ovtools.structures.PointLabels` for all N input rows (down-sampled
+            results carried back through ``scene.inverse``; invalid rows: -1, confidence 0).
 
         Raises:
             ValueError: unknown mode, or a mode that needs distillation without it.
@@ -323,7 +335,11 @@ class Segment3DHead:
                 conf[s : s + len(best)] = sc.confidence[idx, best].numpy()
                 class_id[s : s + len(best)] = torch.where(ok, best, -1).numpy()
         inv = sf.scene.inverse
-        return PointLabels(class_id[inv], conf[inv], names, seen=(sf.count > 0).numpy()[inv])
+        ok = inv >= 0  # invalid input rows (NaN/inf coordinates): "nothing", score 0, unseen
+        n = len(inv)
+        out_id, out_conf, seen = np.full(n, -1, np.int64), np.zeros(n, np.float32), np.zeros(n, bool)
+        out_id[ok], out_conf[ok], seen[ok] = class_id[inv[ok]], conf[inv[ok]], (sf.count > 0).numpy()[inv[ok]]
+        return PointLabels(out_id, out_conf, names, seen=seen)
 
     def relevancy(self, sf: SceneFeatures, emb, mode: str | None = None) -> np.ndarray:
         """LERF relevancy (:mod:`ovtools.heads.scoring`) of every input point to ``emb``'s first label.
@@ -343,7 +359,8 @@ class Segment3DHead:
             out[s : s + sc.relevancy.shape[0]] = sc.relevancy[:, 0].numpy()
         if mode == "fusion":
             out[(sf.count == 0).numpy()] = 0.0
-        return out[sf.scene.inverse]
+        inv = sf.scene.inverse
+        return np.where(inv >= 0, out[np.maximum(inv, 0)], np.float32(0.0)).astype(np.float32)
 
 
 SPEC = register_head(HeadSpec(

@@ -6,7 +6,12 @@ colours named ``red/green/blue``, ``r/g/b``, ``R/G/B`` or ``diffuse_*`` stored a
 uint8, uint16 (scaled down) or float (0–1 ×255, or 0–255 when the max is above 1);
 no colours (``colors=None``); meshes (vertices, or points sampled by area over the
 faces); extra numeric vertex properties (``class_id``, ``label``...) kept in
-:attr:`PointCloud.fields`; NaN/inf points dropped with a warning.
+:attr:`PointCloud.fields`; NaN/inf points dropped with a warning, or kept as invalid
+rows with ``keep_invalid=True``.  Double-precision coordinates stay float64 (a scan in
+survey coordinates keeps its millimetres) and are written back as ``double``.
+Organized clouds keep their ``(height, width)``: PCD ``WIDTH``/``HEIGHT`` and PLY
+``obj_info num_cols``/``obj_info num_rows`` (PCL's PLY header) are read, and the
+latter is written.
 
 Example:
     >>> cloud = PointCloud(np.zeros((4, 3), np.float32), fields={"label": np.arange(4, dtype=np.int32)})
@@ -26,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PointCloudError, import_extra
+from .pcd import read_pcd
 from .writers import atomic_write_bytes, check_output_path
 
 _COLOUR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("R", "G", "B"),
@@ -42,22 +48,30 @@ class PointCloud:
     """Points with optional colours, normals and extra per-point fields.
 
     Attributes:
-        points: float32 (N, 3) x, y, z in metres, in the world frame of the file.
-            Other real dtypes are converted to float32.
+        points: float32 or float64 (N, 3) x, y, z in metres, in the world frame of the file.
+            float64 stays float64 (survey coordinates far from the origin keep their
+            precision); other real dtypes are converted to float32.  Rows with NaN/inf
+            coordinates are *invalid points* (as in organized scans: a pixel without a
+            return); :attr:`valid` tells them apart and processing functions
+            (:func:`voxel_downsample`, :func:`sample_mesh`) refuse them.
         colors: uint8 (N, 3) RGB in [0, 255], or None.
         normals: float32 (N, 3) (unit length when the source had them), or None.
         fields: extra per-point 1-D arrays of length N, numeric or bool (e.g. int32
             ``class_id`` / ``instance_id`` ground truth), by property name.
+        organized: ``(height, width)`` of an organized cloud (row ``r * width + c`` is
+            pixel ``(r, c)``, as PCL's), or ``None`` for an unorganized one.
 
     Raises:
-        ValueError: a wrong shape or dtype, non-finite points or normals; the message
-            names the field and the expected and actual shape.
+        ValueError: a wrong shape or dtype, non-finite normals of valid points, or an
+            ``organized`` shape whose area is not N; the message names the field and the
+            expected and actual shape.
     """
 
     points: np.ndarray
     colors: np.ndarray | None = None
     normals: np.ndarray | None = None
     fields: dict[str, np.ndarray] = field(default_factory=dict)
+    organized: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         pts = np.asarray(self.points)
@@ -65,11 +79,14 @@ class PointCloud:
             raise ValueError(f"PointCloud.points must have shape (N, 3), got {pts.shape}")
         if not (np.issubdtype(pts.dtype, np.floating) or np.issubdtype(pts.dtype, np.integer)):
             raise ValueError(f"PointCloud.points must be real numbers (float32 metres), got dtype {pts.dtype}")
-        self.points = np.ascontiguousarray(pts, dtype=np.float32)
+        self.points = np.ascontiguousarray(pts, dtype=np.float64 if pts.dtype == np.float64 else np.float32)
         n = len(self.points)
-        if not np.isfinite(self.points).all():
-            raise ValueError(f"PointCloud.points has {int((~np.isfinite(self.points)).any(1).sum())} "
-                             "non-finite point(s) (NaN/inf)")
+        if self.organized is not None:
+            shape = tuple(int(v) for v in self.organized)
+            if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] != n:
+                raise ValueError(f"PointCloud.organized must be (height, width) with height * width = {n} "
+                                 f"points, got {self.organized}")
+            self.organized = shape
         for name in ("colors", "normals"):
             arr = getattr(self, name)
             if arr is None:
@@ -81,7 +98,7 @@ class PointCloud:
                 raise ValueError(f"PointCloud.colors must be uint8 RGB in [0, 255], got dtype {arr.dtype} "
                                  "(scale floats in [0, 1] by 255 and round)")
             arr = np.ascontiguousarray(arr, dtype=np.uint8 if name == "colors" else np.float32)
-            if name == "normals" and not np.isfinite(arr).all():
+            if name == "normals" and not np.isfinite(arr[self.valid]).all():
                 raise ValueError("PointCloud.normals has non-finite values (NaN/inf)")
             setattr(self, name, arr)
         fields = {}
@@ -97,8 +114,14 @@ class PointCloud:
     def __len__(self) -> int:
         return len(self.points)
 
+    @property
+    def valid(self) -> np.ndarray:
+        """bool (N,): rows whose three coordinates are finite."""
+        return np.isfinite(self.points).all(axis=1)
+
     def select(self, index: np.ndarray) -> PointCloud:
-        """The cloud restricted to ``index`` (bool (N,) mask or int indices), every attribute alike."""
+        """The cloud restricted to ``index`` (bool (N,) mask or int indices), every attribute alike
+        (an organized cloud's selection is unorganized)."""
         return PointCloud(self.points[index], None if self.colors is None else self.colors[index],
                           None if self.normals is None else self.normals[index],
                           {k: v[index] for k, v in self.fields.items()})
@@ -167,10 +190,12 @@ def sample_mesh(cloud: PointCloud, triangles: np.ndarray, n: int, seed: int = 0)
         barycentrically, integer fields from the nearest vertex, normals of the faces.
 
     Raises:
-        ValueError: ``n < 1``, or the mesh has no face of positive area.
+        ValueError: ``n < 1``, non-finite vertices, or the mesh has no face of positive area.
     """
     if n < 1:
         raise ValueError(f"sample_points must be >= 1, got {n}")
+    if not cloud.valid.all():
+        raise ValueError("sample_mesh needs finite vertices; select the valid ones first (PointCloud.valid)")
     v = cloud.points.astype(np.float64)[triangles]  # (F, 3 corners, 3)
     cross = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
     area = 0.5 * np.linalg.norm(cross, axis=1)
@@ -192,40 +217,58 @@ def sample_mesh(cloud: PointCloud, triangles: np.ndarray, n: int, seed: int = 0)
     fields = {k: (np.einsum("nk,nk->n", bary, f[idx]).astype(f.dtype) if f.dtype.kind == "f" else f[nearest])
               for k, f in cloud.fields.items()}
     normals = cross[tri] / np.maximum(np.linalg.norm(cross[tri], axis=1, keepdims=True), 1e-30)
-    return PointCloud(pts, colors, normals, fields)
+    return PointCloud(pts.astype(cloud.points.dtype), colors, normals, fields)
 
 
-def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict]:
+def _read_open3d(path: Path):
+    """``(points, colors, normals, fields, organized)`` of a .pcd/.xyz/.pts file, every row kept.
+
+    PCD ``ascii``/``binary`` data is read by :func:`~ovtools.io.pcd.read_pcd` (exact doubles, all
+    fields); open3d reads the text formats and LZF-compressed PCD.
+    """
+    organized, double = None, path.suffix.lower() != ".pcd"  # text formats: as many digits as the file has
+    if path.suffix.lower() == ".pcd":
+        pcd = read_pcd(path)
+        if not pcd.binary_compressed:
+            return pcd.points, pcd.colors, pcd.normals, pcd.fields, pcd.organized
+        organized, double = pcd.organized, pcd.double
     o3d = import_extra("open3d", "3d", f"reading {path}")
-    pcd = o3d.io.read_point_cloud(str(path))
-    pts = np.asarray(pcd.points)
+    cloud = o3d.io.read_point_cloud(str(path), remove_nan_points=False, remove_infinite_points=False)
+    pts = np.asarray(cloud.points, np.float64 if double else np.float32)
+    if organized is not None and organized[0] * organized[1] != len(pts):
+        organized = None
     colors = None
-    if pcd.has_colors():
-        colors = np.clip(np.rint(np.asarray(pcd.colors) * 255.0), 0, 255).astype(np.uint8)
-    normals = np.asarray(pcd.normals, np.float32) if pcd.has_normals() else None
-    return pts, colors, normals, {}
+    if cloud.has_colors():
+        colors = np.clip(np.rint(np.nan_to_num(np.asarray(cloud.colors)) * 255.0), 0, 255).astype(np.uint8)
+    normals = np.asarray(cloud.normals, np.float32) if cloud.has_normals() else None
+    return pts, colors, normals, {}, organized
 
 
 def read_point_cloud(path: str | Path, *, mesh: str = "vertices", sample_points: int = 200_000,
-                     seed: int = 0) -> PointCloud:
+                     seed: int = 0, keep_invalid: bool = False) -> PointCloud:
     """Read a PLY file (any encoding and property naming) as a :class:`PointCloud`.
 
     Args:
-        path: a ``.ply`` file (or ``.pcd``/``.xyz``/``.pts``, read with open3d).
+        path: a ``.ply`` file, a ``.pcd`` file (:mod:`ovtools.io.pcd`), or ``.xyz``/``.pts`` (open3d).
         mesh: for a PLY with faces: ``"vertices"`` keeps the vertices, ``"sample"``
             samples ``sample_points`` points uniformly by area (see :func:`sample_mesh`).
             Ignored for files without faces.
         sample_points: points to sample with ``mesh="sample"``.
         seed: random seed of the sampling.
+        keep_invalid: keep rows with NaN/inf coordinates (as invalid points, in file order,
+            and an organized cloud's ``(height, width)``) instead of dropping them.
 
     Returns:
-        The cloud: float32 points in metres (file frame), uint8 colours or None,
-        normals (``nx/ny/nz``) or None, other numeric vertex properties in ``fields``.
+        The cloud: points in metres (file frame; float64 when the file stores doubles — PLY
+        ``double`` x, PCD ``SIZE 8``, text formats — else float32), uint8 colours or None,
+        normals (``nx/ny/nz``) or None, other numeric vertex properties in ``fields``,
+        ``organized`` from PCD ``WIDTH``/``HEIGHT`` (``HEIGHT > 1``) or PLY ``obj_info
+        num_cols``/``num_rows`` when every row is kept.
 
     Raises:
         FileNotFoundError: no such file.
         PointCloudError: not a PLY, corrupt or truncated, no ``x/y/z``, or fewer than
-            two points left after dropping non-finite ones; the message names the file.
+            two valid points; the message names the file.
         ValueError: ``mesh`` is not ``"vertices"`` or ``"sample"``.
         MissingDependencyError: plyfile (or, for ``.pcd``/``.xyz``/``.pts``, open3d) is not installed or
             cannot load (the message names the missing system library).
@@ -241,29 +284,47 @@ def read_point_cloud(path: str | Path, *, mesh: str = "vertices", sample_points:
     if path.is_dir():
         raise PointCloudError(f"point cloud {path} is a folder, not a file")
     if path.suffix.lower() in OPEN3D_SUFFIXES:
-        pts, colors, normals, fields = _read_open3d(path)
+        pts, colors, normals, fields, organized = _read_open3d(path)
         triangles = None
     else:
-        pts, colors, normals, fields, triangles = _read_ply(path)
+        pts, colors, normals, fields, triangles, organized = _read_ply(path)
     bad = ~np.isfinite(pts).all(axis=1)
     if normals is not None and not np.isfinite(normals[~bad]).all():
         warnings.warn(f"{path}: non-finite normals; normals dropped", UserWarning, stacklevel=2)
         normals = None
-    if bad.any():
+    sample = triangles is not None and len(triangles) and mesh == "sample"
+    if bad.any() and (sample or not keep_invalid):
         warnings.warn(f"{path}: dropped {int(bad.sum())} of {len(pts)} points with NaN/inf coordinates",
                       UserWarning, stacklevel=2)
     try:
-        if triangles is not None and len(triangles) and mesh == "sample":  # faces touching a bad vertex go too
+        if sample:  # faces touching a bad vertex go too
             vertices = PointCloud(np.where(bad[:, None], 0.0, pts), colors, None, fields)
             cloud = sample_mesh(vertices, triangles[~bad[triangles].any(axis=1)], sample_points, seed)
+        elif keep_invalid:
+            cloud = PointCloud(pts, colors, normals, fields, organized)
         else:
-            cloud = PointCloud(np.where(bad[:, None], 0.0, pts), colors, normals, fields).select(~bad)
+            cloud = PointCloud(pts, colors, normals, fields, organized)
+            if bad.any():
+                cloud = cloud.select(~bad)
     except ValueError as e:
         raise PointCloudError(f"{path}: {e}") from None
-    if len(cloud) < 2:
-        raise PointCloudError(f"point cloud {path} has {'no points' if len(cloud) == 0 else 'a single point'}"
+    n_valid = int(cloud.valid.sum())
+    if n_valid < 2:
+        raise PointCloudError(f"point cloud {path} has {'no points' if n_valid == 0 else 'a single point'}"
                               + (" after dropping NaN/inf points" if bad.any() else ""))
     return cloud
+
+
+def _obj_info_shape(data) -> tuple[int, int] | None:
+    """``(num_rows, num_cols)`` from PCL's PLY header lines ``obj_info num_cols W`` / ``num_rows H``."""
+    info = {}
+    for line in getattr(data, "obj_info", []) or []:
+        parts = str(line).split()
+        if len(parts) == 2 and parts[0] in ("num_cols", "num_rows") and parts[1].isdigit():
+            info[parts[0]] = int(parts[1])
+    if info.get("num_rows", 0) > 1 and info.get("num_cols", 0) >= 1:
+        return info["num_rows"], info["num_cols"]
+    return None
 
 
 def _read_ply(path: Path):
@@ -283,7 +344,9 @@ def _read_ply(path: Path):
         names = vertex.data.dtype.names or ()
         if not {"x", "y", "z"} <= set(names):
             raise PointCloudError(f"{path}: vertex element lacks x/y/z (properties: {list(names)})")
-        pts = np.stack([np.asarray(vertex[k], np.float64) for k in "xyz"], axis=1)
+        double = any(vertex.data.dtype[k].itemsize >= 8 or vertex.data.dtype[k].kind in "iu"
+                     and vertex.data.dtype[k].itemsize >= 4 for k in "xyz")
+        pts = np.stack([np.asarray(vertex[k], np.float64 if double else np.float32) for k in "xyz"], axis=1)
         colors = _colours_from(vertex)
         normals = None
         if {"nx", "ny", "nz"} <= set(names):
@@ -293,11 +356,14 @@ def _read_ply(path: Path):
         triangles = None
         if "face" in data:
             triangles = _triangles(data["face"], len(pts), path)
+        organized = _obj_info_shape(data)
+        if organized is not None and organized[0] * organized[1] != len(pts):
+            organized = None
     except PointCloudError:
         raise
     except Exception as e:  # noqa: BLE001 - plyfile header/element errors, truncation, struct/EOF/Unicode errors
         raise PointCloudError(f"{path}: not a readable PLY file ({type(e).__name__}: {e})") from None
-    return pts, colors, normals, fields, triangles
+    return pts, colors, normals, fields, triangles, organized
 
 
 # -------------------------------------------------------------------------- writing
@@ -305,10 +371,13 @@ def write_ply(path: str | Path, cloud: PointCloud, *, binary: bool = True,
               protect: Iterable[str | Path] = ()) -> Path:
     """Write a cloud as PLY, atomically (temporary file + ``os.replace``).
 
-    Vertex properties: ``x y z`` float; ``nx ny nz`` float if normals; ``red green blue``
+    Vertex properties: ``x y z`` float, or double for float64 points (coordinates come back
+    exactly as given); ``nx ny nz`` float if normals; ``red green blue``
     uchar if colours; then every array of ``fields`` (int32 → ``int``, float32 and
     float16 → ``float``, float64 → ``double``, uint8 and bool → ``uchar``, int64 →
-    ``int`` when its values fit).  Readable by open3d and plyfile.
+    ``int`` when its values fit).  Invalid (NaN/inf) rows are written as they are; an
+    organized cloud's ``(height, width)`` goes into PCL's header lines ``obj_info num_cols
+    W`` and ``obj_info num_rows H``.  Readable by open3d, PCL and plyfile.
 
     Args:
         path: destination ``.ply`` file.
@@ -330,7 +399,8 @@ def write_ply(path: str | Path, cloud: PointCloud, *, binary: bool = True,
     check_output_path(path, protect)
     if len(cloud) == 0:
         raise ValueError(f"refusing to write an empty point cloud to {path}")
-    cols = [("x", "f4"), ("y", "f4"), ("z", "f4")]
+    xyz = "f8" if cloud.points.dtype == np.float64 else "f4"
+    cols = [("x", xyz), ("y", xyz), ("z", xyz)]
     values = list(cloud.points.T)
     if cloud.normals is not None:
         cols += [("nx", "f4"), ("ny", "f4"), ("nz", "f4")]
@@ -353,8 +423,10 @@ def write_ply(path: str | Path, cloud: PointCloud, *, binary: bool = True,
     for (name, _), v in zip(cols, values):
         vertex[name] = v
     buf = io.BytesIO()
+    obj_info = [] if cloud.organized is None else [f"num_cols {cloud.organized[1]}",
+                                                   f"num_rows {cloud.organized[0]}"]
     plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], text=not binary,
-                    byte_order="<").write(buf)
+                    byte_order="<", obj_info=obj_info).write(buf)
     return atomic_write_bytes(path, buf.getvalue(), protect)
 
 
@@ -392,13 +464,15 @@ def voxel_downsample(cloud: PointCloud, voxel_size: float) -> tuple[PointCloud, 
         per-voxel labels back to the input points.
 
     Raises:
-        ValueError: ``voxel_size`` not a positive finite number.
+        ValueError: ``voxel_size`` not a positive finite number, or invalid (NaN/inf) points.
     """
     if not (np.isfinite(voxel_size) and voxel_size > 0):
         raise ValueError(f"voxel_size must be a positive number of metres, got {voxel_size}")
     n = len(cloud)
     if n == 0:
         return cloud.select(np.zeros(0, np.int64)), np.zeros(0, np.int64)
+    if not cloud.valid.all():
+        raise ValueError("voxel_downsample needs finite points; select the valid ones first (PointCloud.valid)")
     pts = cloud.points.astype(np.float64)
     keys = np.floor((pts - pts.min(axis=0)) / voxel_size).astype(np.int64)
     dims = keys.max(axis=0) + 1
@@ -423,4 +497,4 @@ def voxel_downsample(cloud: PointCloud, voxel_size: float) -> tuple[PointCloud, 
         normals = np.where(length > 0, normals / np.maximum(length, 1e-30), 0.0)
     fields = {k: (mean(v)[:, 0].astype(v.dtype) if v.dtype.kind == "f" else _mode(inverse, v, m))
               for k, v in cloud.fields.items()}
-    return PointCloud(mean(pts), colors, normals, fields), inverse
+    return PointCloud(mean(pts).astype(cloud.points.dtype), colors, normals, fields), inverse

@@ -49,7 +49,7 @@ def _check_rows(points: np.ndarray, n: int, what: str) -> None:
 
 
 def write_point_labels(path: str | Path, points: np.ndarray, labels: PointLabels,
-                       protect: Iterable[str | Path] = ()) -> Path:
+                       protect: Iterable[str | Path] = (), organized: tuple[int, int] | None = None) -> Path:
     """Write labelled points as a binary PLY (module docs).
 
     Args:
@@ -57,6 +57,7 @@ def write_point_labels(path: str | Path, points: np.ndarray, labels: PointLabels
         points: (N, 3) coordinates, the input's own (written as given).
         labels: :class:`~ovtools.structures.PointLabels` of the N points.
         protect: input files that must not be overwritten.
+        organized: ``(height, width)`` of an organized input cloud, kept in the output.
 
     Returns:
         The destination path.
@@ -67,11 +68,12 @@ def write_point_labels(path: str | Path, points: np.ndarray, labels: PointLabels
     """
     _check_rows(points, len(labels), "labels")
     fields = {"label": labels.class_id.astype(np.int32), "score": labels.confidence.astype(np.float32)}
-    return write_ply(path, PointCloud(points, class_colors(labels.class_id), fields=fields), protect=protect)
+    return write_ply(path, PointCloud(points, class_colors(labels.class_id), fields=fields, organized=organized),
+                     protect=protect)
 
 
 def write_relevancy(path: str | Path, points: np.ndarray, relevancy: np.ndarray,
-                    protect: Iterable[str | Path] = ()) -> Path:
+                    protect: Iterable[str | Path] = (), organized: tuple[int, int] | None = None) -> Path:
     """Write points with their relevancy to a phrase as a binary PLY (module docs).
 
     Args:
@@ -79,6 +81,7 @@ def write_relevancy(path: str | Path, points: np.ndarray, relevancy: np.ndarray,
         points: (N, 3) coordinates, the input's own.
         relevancy: float (N,) in [0, 1].
         protect: input files that must not be overwritten.
+        organized: ``(height, width)`` of an organized input cloud, kept in the output.
 
     Raises:
         ValueError: ``relevancy`` does not have N rows.
@@ -86,8 +89,8 @@ def write_relevancy(path: str | Path, points: np.ndarray, relevancy: np.ndarray,
     """
     relevancy = np.asarray(relevancy)
     _check_rows(points, len(relevancy), "relevancy")
-    return write_ply(path, PointCloud(points, heat_colors(relevancy),
-                                      fields={"relevancy": relevancy.astype(np.float32)}), protect=protect)
+    return write_ply(path, PointCloud(points, heat_colors(relevancy), fields={"relevancy": relevancy.astype(np.float32)},
+                                      organized=organized), protect=protect)
 
 
 def write_point_features(path: str | Path, features: np.ndarray, protect: Iterable[str | Path] = ()) -> Path:

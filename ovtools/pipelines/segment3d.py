@@ -77,7 +77,9 @@ class Segment3DPipeline(Pipeline):
     # ------------------------------------------------------------------ scenes
     def scene(self, scene):
         """Read a scene (path, :class:`~ovtools.io.ply.PointCloud`, ``(points, colors)`` or a
-        :class:`~ovtools.scene3d.scene.Scene3DInput`) with this pipeline's ``voxel_size``.
+        :class:`~ovtools.scene3d.scene.Scene3DInput`) with this pipeline's ``voxel_size``,
+        ``up_axis`` and (RGB-D folders) ``frame_skip`` and ``depth_scale``.  Rows with NaN/inf
+        coordinates are kept as invalid points (labelled "nothing").
 
         Raises:
             FileNotFoundError, PointCloudError, ValueError: see :func:`~ovtools.scene3d.scene.load_scene`.
@@ -87,13 +89,15 @@ class Segment3DPipeline(Pipeline):
         if isinstance(scene, Scene3DInput):
             return scene
         if isinstance(scene, (str, Path)):
-            return load_scene(scene, voxel_size=cfg.voxel_size, frame_skip=cfg.frame_skip)
+            return load_scene(scene, voxel_size=cfg.voxel_size, frame_skip=cfg.frame_skip,
+                              depth_scale=cfg.depth_scale, up_axis=cfg.up_axis)
         if isinstance(scene, tuple) and len(scene) == 2:
             # floats in [0, 1] (as render_points takes them) or 0-255, as the PLY reader understands them
             colors = None if scene[1] is None else colors_to_uint8(scene[1])
-            scene = PointCloud(np.asarray(scene[0], np.float32), colors)
+            pts = np.asarray(scene[0])
+            scene = PointCloud(pts if pts.dtype == np.float64 else pts.astype(np.float32), colors)
         if isinstance(scene, PointCloud):
-            return scene_from_cloud(scene, Path("<array>"), cfg.voxel_size)
+            return scene_from_cloud(scene, Path("<array>"), cfg.voxel_size, up_axis=cfg.up_axis)
         raise TypeError(f"scene must be a path, PointCloud, (points, colors) or Scene3DInput, "
                         f"got {type(scene).__name__}")
 

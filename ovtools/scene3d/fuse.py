@@ -32,6 +32,7 @@ from .camera import (
     as_tensor,
     check_K,
     check_points,
+    check_pose,
     default_device,
     project,
     transform_points,
@@ -59,15 +60,24 @@ class FusionView(NamedTuple):
 
     Attributes:
         K: (3, 3) intrinsics of ``depth`` in pixels.
-        pose: (4, 4) camera-to-world.
+        pose: (4, 4) camera-to-world of the depth camera.
         depth: float32 (H, W) metres along the optical axis; 0 = invalid (a render's ``depth``).
         partition: :class:`FeaturePartition` (or an ``(index, feats)`` pair).
+        feature_K: (3, 3) intrinsics in pixels of the image the partition was computed on,
+            when that camera differs from the depth camera (an RGB-D sensor's colour camera);
+            ``None``: the partition covers the depth map's field of view (scaled to its size).
+        feature_size: ``(H, W)`` of that image in pixels (needed with ``feature_K``).
+        depth_to_feature: (4, 4) rigid transform from depth-camera to feature-camera
+            coordinates (``None``: the same centre and axes).
     """
 
     K: Any
     pose: Any
     depth: Any
     partition: Any
+    feature_K: Any = None
+    feature_size: Any = None
+    depth_to_feature: Any = None
 
 
 @dataclass
@@ -152,8 +162,9 @@ def fuse_features(
 
     Args:
         points: float (N, 3) world metres (numpy or torch).
-        views: iterable of :class:`FusionView` or ``(K, pose, depth, partition)``
-            tuples (a generator is fine: each view is used once, then dropped).
+        views: iterable of :class:`FusionView` or ``(K, pose, depth, partition)`` tuples,
+            optionally followed by ``feature_K, feature_size, depth_to_feature`` when another
+            camera took the feature image (a generator is fine: each view is used once, then dropped).
         depth_tolerance: occlusion test, absolute part in metres: a point is seen when
             ``|z - depth[pixel]| < depth_tolerance + relative_tolerance * depth[pixel]``.
         relative_tolerance: relative part of that test (e.g. 0.02 for sensor depth whose
@@ -167,7 +178,8 @@ def fuse_features(
         :class:`FusedFeatures` on ``device``.
 
     Raises:
-        ValueError: bad shapes (points, K, pose, depth, partition), feature dims that differ
+        ValueError: bad shapes (points, K, pose, depth, partition), ``feature_K`` without
+            ``feature_size``, feature dims that differ
             between views, a partition index beyond its rows, negative tolerances, or no views
             and no ``feature_dim``.
 
@@ -189,8 +201,13 @@ def fuse_features(
     sums: torch.Tensor | None = None
     count = torch.zeros(n, dtype=torch.int32, device=dev)
     for i, view in enumerate(views):
-        K, pose, depth, part = view
+        K, pose, depth, part, *extra = view
+        feature_K, feature_size, depth_to_feature = (list(extra) + [None] * 3)[:3]
         k = check_K(K)
+        fk = None if feature_K is None else check_K(feature_K)
+        if fk is not None and (feature_size is None or len(feature_size) != 2):
+            raise ValueError(f"view {i}: feature_K needs feature_size (H, W) of the feature image")
+        d2f = None if depth_to_feature is None else check_pose(depth_to_feature, "depth_to_feature")
         w2c = world_to_camera(pose)
         dmap = as_tensor(depth, device=dev).float()
         if dmap.ndim != 2:
@@ -212,9 +229,19 @@ def fuse_features(
             col, row, u, v, z = col[ids].long(), row[ids].long(), u[ids], v[ids], z[ids]
             d = dmap[row, col]
             vis = (d > 0) & ((z - d).abs() < depth_tolerance + relative_tolerance * d)
-            # Feature map pixel: scale the continuous coordinate (pixel edges at k - 0.5) to (h, w).
-            fu = torch.floor((u + 0.5) * (w / W)).long().clamp_(0, w - 1)
-            fv = torch.floor((v + 0.5) * (h / H)).long().clamp_(0, h - 1)
+            if fk is None:
+                # Feature map pixel: scale the continuous coordinate (pixel edges at k - 0.5) to (h, w).
+                fu = torch.floor((u + 0.5) * (w / W)).long().clamp_(0, w - 1)
+                fv = torch.floor((v + 0.5) * (h / H)).long().clamp_(0, h - 1)
+            else:  # another camera took the feature image: project the point into it
+                pc = transform_points(p[s : s + chunk_size][ids], w2c)
+                if d2f is not None:
+                    pc = transform_points(pc, d2f)
+                uf, vf, zf = project(pc, fk)
+                Hf, Wf = int(feature_size[0]), int(feature_size[1])
+                vis &= (zf > 0) & (uf >= -0.5) & (uf < Wf - 0.5) & (vf >= -0.5) & (vf < Hf - 0.5)
+                fu = torch.floor((uf + 0.5) * (w / Wf)).long().clamp_(0, w - 1)
+                fv = torch.floor((vf + 0.5) * (h / Hf)).long().clamp_(0, h - 1)
             fi = index[fv, fu]
             vis &= fi >= 0
             ids, fi = ids[vis], fi[vis]

@@ -23,13 +23,16 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def _points(points) -> np.ndarray:
+def _points(points, used: np.ndarray | None = None) -> np.ndarray:
+    """float64 (N, 3) points; the rows in ``used`` (bool (N,), default all) must be finite."""
     p = _np(points)
     if p.ndim != 2 or p.shape[1] != 3:
         raise ValueError(f"points must have shape (N, 3), got {p.shape}")
     p = p.astype(np.float64, copy=False)
-    if not np.isfinite(p).all():
-        raise ValueError("points contains NaN or infinite values")
+    rows = p if used is None or used.shape != (len(p),) else p[used]
+    if not np.isfinite(rows).all():
+        raise ValueError("points contains NaN or infinite values" + ("" if used is None else
+                         " where labels / instance ids are set (give invalid points -1)"))
     return p
 
 
@@ -37,8 +40,10 @@ def connected_instances(points, labels, radius: float, min_points: int = 1) -> n
     """Split each class into spatially connected instances.
 
     Args:
-        points: float (N, 3) world metres (numpy or torch, any device).
-        labels: int (N,) class id per point; negative = unlabelled (never in an instance).
+        points: float (N, 3) world metres (numpy or torch, any device); float64 survey
+            coordinates are used as they are (boxes come back in the input's coordinates).
+        labels: int (N,) class id per point; negative = unlabelled (never in an instance;
+            such rows may hold NaN coordinates, as invalid points of an organized scan).
         radius: link distance in metres (> 0); about 2–3 times the point spacing.  Points are linked
             through occupied grid cells of side ``radius / 2`` at most two cells apart per axis, so
             two points closer than ``radius`` are always in one instance and points farther than
@@ -51,15 +56,15 @@ def connected_instances(points, labels, radius: float, min_points: int = 1) -> n
         class id, then by the component's smallest point index (deterministic).
 
     Raises:
-        ValueError: shapes disagree, non-finite points, ``radius <= 0`` or ``min_points < 1``.
+        ValueError: shapes disagree, non-finite labelled points, ``radius <= 0`` or ``min_points < 1``.
 
     Example:
         >>> pts = [[0, 0, 0], [0.1, 0, 0], [5, 0, 0], [5.1, 0, 0], [9, 9, 9]]
         >>> connected_instances(pts, [1, 1, 1, 1, -1], radius=0.2).tolist()
         [0, 0, 1, 1, -1]
     """
-    p = _points(points)
     lab = _np(labels)
+    p = _points(points, lab >= 0 if lab.ndim == 1 and lab.dtype.kind in "iu" else None)
     if lab.shape != (len(p),):
         raise ValueError(f"labels must have shape ({len(p)},), got {lab.shape}")
     if not np.issubdtype(lab.dtype, np.integer):
@@ -100,7 +105,7 @@ def instance_boxes(points, instance_id, labels=None) -> list[dict]:
     """Axis-aligned bounding boxes of instances.
 
     Args:
-        points: float (N, 3) world metres.
+        points: float (N, 3) world metres (rows with instance id -1 may be NaN).
         instance_id: int (N,) from :func:`connected_instances`; negative = none.
         labels: optional int (N,) class ids; adds each instance's majority ``"label"``.
 
@@ -110,15 +115,15 @@ def instance_boxes(points, instance_id, labels=None) -> list[dict]:
         in metres; plus ``label`` int when ``labels`` is given.
 
     Raises:
-        ValueError: shapes disagree or non-finite points.
+        ValueError: shapes disagree or non-finite points in an instance.
 
     Example:
         >>> b = instance_boxes([[0, 0, 0], [1, 2, 3], [9, 9, 9]], [0, 0, -1])
         >>> b[0]["centre"], b[0]["size"], b[0]["n_points"]
         ([0.5, 1.0, 1.5], [1.0, 2.0, 3.0], 2)
     """
-    p = _points(points)
     ids = _np(instance_id)
+    p = _points(points, ids >= 0 if ids.ndim == 1 else None)
     if ids.shape != (len(p),):
         raise ValueError(f"instance_id must have shape ({len(p)},), got {ids.shape}")
     lab = None

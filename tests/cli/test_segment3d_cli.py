@@ -185,7 +185,7 @@ def _variant(kind, scene3d, path):
         return _write(path, {**_xyz(pts), **colours}, faces=faces), N
     bad = pts.copy()  # "nan"
     bad[[5, 50, 500], 2] = [np.nan, np.inf, np.nan]
-    return _write(path, {**_xyz(bad), **colours}), N - 3
+    return _write(path, {**_xyz(bad), **colours}), N  # invalid rows keep their place (issue 10)
 
 
 @pytest.mark.slow
@@ -193,7 +193,7 @@ def _variant(kind, scene3d, path):
 def test_ply_variants_end_to_end(preset, scene3d, tmp_path, kind):
     path, n = _variant(kind, scene3d, tmp_path / f"{kind}.ply")
     out = tmp_path / "out.ply"
-    warns = {"no_colours": "colours", "nan": "dropped 3"}
+    warns = {"no_colours": "colours", "nan": "3 of 6000 points have NaN/inf"}
     if kind in warns:
         with pytest.warns(UserWarning, match=warns[kind]):
             r = run(path, *small(preset, "--labels", NEG, "-o", out, "-q"))
@@ -204,10 +204,12 @@ def test_ply_variants_end_to_end(preset, scene3d, tmp_path, kind):
     assert len(v) == n
     pts = np.stack([v["x"], v["y"], v["z"]], 1)
     valid = np.isfinite(scene3d.points).all(1)
-    if kind == "nan":
-        valid[[5, 50, 500]] = False
-    np.testing.assert_allclose(pts, scene3d.points[valid], atol=1e-6)
     label = np.asarray(v["label"])
+    if kind == "nan":  # every input row, in input order; invalid rows: coordinates as given, label -1, score 0
+        valid[[5, 50, 500]] = False
+        assert np.isnan(pts[[5, 500], 2]).all() and np.isposinf(pts[50, 2])
+        assert (label[~valid] == -1).all() and (np.asarray(v["score"])[~valid] == 0).all()
+    np.testing.assert_allclose(pts[valid], scene3d.points[valid], atol=1e-6)
     assert label.min() >= -1 and label.max() < len(CANONICAL_NEGATIVES)
 
 

@@ -166,9 +166,14 @@ def test_point_cloud_validation():
         PointCloud(np.zeros((4, 3)), np.zeros((4, 3), np.float32))
     with pytest.raises(ValueError, match=r"fields\['label'\] must have shape \(4,\), got \(5,\)"):
         PointCloud(np.zeros((4, 3)), fields={"label": np.zeros(5, np.int32)})
-    with pytest.raises(ValueError, match="non-finite"):
-        PointCloud(np.full((4, 3), np.nan))
-    assert PointCloud(np.zeros((4, 3), np.float64)).points.dtype == np.float32
+    invalid = PointCloud(np.full((4, 3), np.nan))  # invalid rows are kept, and said so
+    assert not invalid.valid.any()
+    with pytest.raises(ValueError, match="finite"):
+        voxel_downsample(invalid, 0.1)
+    assert PointCloud(np.zeros((4, 3), np.float64)).points.dtype == np.float64  # survey precision kept
+    assert PointCloud(np.zeros((4, 3), np.int32)).points.dtype == np.float32
+    with pytest.raises(ValueError, match="organized"):
+        PointCloud(np.zeros((4, 3)), organized=(3, 2))
 
 
 def _cloud(n=200):
@@ -282,3 +287,47 @@ def test_import_extra_messages(monkeypatch):
                                                       r'"ovtools\[3d\]"$'):
         import_extra("plyfile", "3d", "PLY IO")
     assert import_extra("json", "3d", "x").__name__ == "json"
+
+
+def test_double_coordinates_round_trip_exactly(tmp_path):
+    """Survey coordinates (UTM-like) keep their millimetres: float64 in, float64 out (issue 10, item 2)."""
+    far = XYZ.astype(np.float64) + [512345.0, 5412345.0, 310.0]
+    cloud = read_point_cloud(_write(tmp_path / "utm.ply", _xyz(far, np.float64)))
+    assert cloud.points.dtype == np.float64
+    np.testing.assert_array_equal(cloud.points, far)
+    out = write_ply(tmp_path / "out.ply", PointCloud(cloud.points, fields={"label": np.zeros(50, np.int32)}))
+    v = plyfile.PlyData.read(str(out))["vertex"]
+    assert v.data.dtype["x"] == np.dtype("<f8")
+    np.testing.assert_array_equal(np.stack([v["x"], v["y"], v["z"]], 1), far)
+    small, _ = voxel_downsample(cloud, 0.5)
+    assert small.points.dtype == np.float64
+    assert read_point_cloud(_write(tmp_path / "f.ply", _xyz())).points.dtype == np.float32  # float stays float
+
+
+def _organized_ply(tmp_path, pts, h, w):
+    vertex = np.empty(len(pts), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    for i, k in enumerate("xyz"):
+        vertex[k] = pts[:, i]
+    path = tmp_path / "org.ply"
+    plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], byte_order="<",
+                    obj_info=["is_cyberware_data 0", f"num_cols {w}", f"num_rows {h}"]).write(str(path))
+    return path
+
+
+def test_organized_ply_keeps_rows_and_shape(tmp_path):
+    """PCL writes organized clouds with obj_info num_cols/num_rows and NaN for pixels without a return."""
+    pts = XYZ[:48].copy()
+    pts[[0, 7, 47]] = np.nan
+    path = _organized_ply(tmp_path, pts, 6, 8)
+    kept = read_point_cloud(path, keep_invalid=True)
+    assert kept.organized == (6, 8) and len(kept) == 48
+    np.testing.assert_array_equal(kept.valid, np.isfinite(pts).all(1))
+    with pytest.warns(UserWarning, match="dropped 3 of 48"):
+        dropped = read_point_cloud(path)
+    assert dropped.organized is None and len(dropped) == 45
+    out = write_ply(tmp_path / "out.ply", kept)
+    data = plyfile.PlyData.read(str(out))
+    assert {"num_cols 8", "num_rows 6"} <= set(map(str, data.obj_info))
+    again = read_point_cloud(out, keep_invalid=True)
+    assert again.organized == (6, 8)
+    np.testing.assert_array_equal(again.points, kept.points)  # NaN rows in place

@@ -226,7 +226,8 @@ def test_rgbd_folder_without_ply(pipe, rgbd_folder, scene3d):
     n = scene.n_input_points
     assert n > 1000 and scene.colors is not None and scene.colors.dtype == np.uint8
     lo, hi = scene3d.points.min(0), scene3d.points.max(0)  # back-projected depth lies on the scene
-    assert (scene.points >= lo - 0.05).all() and (scene.points <= hi + 0.05).all()
+    pts = scene.original_points  # the input frame (scene.points: the local working frame)
+    assert (pts >= lo - 0.05).all() and (pts <= hi + 0.05).all()
     for mode in MODES:
         check_labels(pipe(rgbd_folder, labels=NEG, mode=mode), n, NEG)
     sf = pipe.features(rgbd_folder)
@@ -241,7 +242,7 @@ def test_rgbd_folder_with_ply(pipe, rgbd_folder, scene3d, tmp_path):
     write_ply(folder / "scene0000_00_vh_clean_2.ply", scene3d.to_point_cloud())
     scene = pipe.scene(folder)
     assert scene.n_input_points == N and scene.rgbd is not None
-    np.testing.assert_array_equal(scene.points, scene3d.points)
+    np.testing.assert_array_equal(scene.original_points, scene3d.points)
     out = pipe(folder, labels=NEG)
     check_labels(out, N, NEG)
     assert pipe.features(folder).n_views == 4
@@ -312,6 +313,9 @@ def _preset(tmp_path, **values):
     ({"voxel_size": 0.0}, "voxel_size"),
     ({"score_threshold": 1.5}, "score_threshold"),
     ({"mode": "distill", "distill_steps": 0}, "distill"),
+    ({"up_axis": "y"}, "up_axis"),
+    ({"depth_scale": 0}, "depth_scale"),
+    ({"depth_scale": "mm"}, "depth_scale"),
     ({"n_arround": 3}, "n_arround"),
     ({"task": "segment"}, "segment"),
 ])

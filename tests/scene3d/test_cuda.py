@@ -63,3 +63,27 @@ def test_backproject_on_cuda_matches_cpu():
     a, ca = backproject_rgbd([f], voxel_size=0.05)
     b, cb = backproject_rgbd([f], voxel_size=0.05, device="cuda")
     assert np.allclose(a, b, atol=1e-5) and np.array_equal(ca, cb)
+
+
+def test_colour_camera_fusion_and_survey_backprojection_on_cuda():
+    """Issue 10: the colour-camera mapping (own K, size, extrinsic) and survey-coordinate poses on CUDA."""
+    kd = np.array([[50.0, 0, 29.5], [0, 50.0, 19.5], [0, 0, 1]])
+    kc = np.array([[70.0, 0, 42.0], [0, 70.0, 27.0], [0, 0, 1]])
+    e = np.eye(4)
+    e[0, 3] = -0.05
+    rng = np.random.default_rng(0)
+    pose = np.eye(4)
+    pose[:3, 3] = (512345.0, 5412345.0, 310.0)
+    f = RGBDFrame(rng.integers(0, 256, (56, 80, 3), dtype=np.uint8), rng.uniform(1, 3, (40, 60)).astype(np.float32),
+                  pose, kc, kd, "0", e)
+    a, ca = backproject_rgbd([f], voxel_size=0.05)
+    b, cb = backproject_rgbd([f], voxel_size=0.05, device="cuda")
+    assert np.allclose(a, b, atol=1e-5) and np.array_equal(ca, cb)
+    local = (a - pose[:3, 3]).astype(np.float32)
+    part = FeaturePartition(torch.arange(80).repeat(56, 1), torch.eye(80))
+    view = (kd, np.eye(4), f.depth, part, kc, (56, 80), e)
+    x = fuse_features(local, [view], depth_tolerance=0.1)
+    y = fuse_features(torch.from_numpy(local).cuda(), [(kd, np.eye(4), torch.from_numpy(f.depth).cuda(), part,
+                                                        kc, (56, 80), e)], depth_tolerance=0.1)
+    assert y.features.is_cuda and (x.count == y.count.cpu()).float().mean() > 0.999
+    assert (x.features.float().argmax(1) == y.features.cpu().float().argmax(1)).float().mean() > 0.999

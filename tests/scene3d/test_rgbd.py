@@ -131,7 +131,7 @@ def test_backproject_flat_wall_and_voxel_dedup():
     pose[:3, 3] = (1.0, 0.0, 0.0)
     f = RGBDFrame(color, depth, pose, KC, KD, "0")
     pts, cols = backproject_rgbd([f], voxel_size=0.01)
-    assert pts.dtype == np.float32 and cols.dtype == np.uint8 and len(pts) == 600  # one voxel per pixel
+    assert pts.dtype == np.float64 and cols.dtype == np.uint8 and len(pts) == 600  # one voxel per pixel
     assert np.allclose(pts[:, 2], 2.0, atol=1e-5)
     x_cam = (np.arange(30) - 14.5) * 2.0 / 25.0
     assert np.allclose(np.unique(pts[:, 0].round(5)), (x_cam + 1.0).round(5))
