@@ -225,7 +225,8 @@ class Segment3DPipeline(Pipeline):
 
     def point_features(self, scene, mode: str | None = None) -> np.ndarray:
         """float16 (N, D) features of every input point: those the labels are computed from (``ensemble``
-        picks per point against the current class embeddings; without labels, the fused features).
+        picks per point against the current class embeddings; without labels, the fused features);
+        invalid input rows (NaN/inf coordinates, kept in place) get zero rows.
 
         Args:
             scene: :class:`~ovtools.heads.segment3d.SceneFeatures` (or anything :meth:`features` takes).
@@ -234,4 +235,7 @@ class Segment3DPipeline(Pipeline):
         sf = scene if isinstance(scene, SceneFeatures) else self.features(scene)
         feats = sf.select(mode or self.config.mode, self.embeddings.classes, self.encoder.logit_scale) \
             if self.labels else sf.fused
-        return feats.cpu().numpy().astype(np.float16)[sf.scene.inverse]
+        inv = sf.scene.inverse
+        rows = feats.cpu().numpy().astype(np.float16)[np.maximum(inv, 0)]
+        rows[inv < 0] = 0
+        return rows

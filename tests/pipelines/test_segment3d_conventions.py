@@ -214,11 +214,12 @@ def test_organized_cloud_with_nan_rows_keeps_every_row(pipe, scene, reference, t
     preset.write_text(yaml.safe_dump({"task": "segment3d", "model": "ovtools-shapes", "pretrained": "shapes3d",
                                       "device": "cpu", "classes": "shapes3d", **ACC,
                                       "elevations": list(ACC["elevations"]), "view_size": list(ACC["view_size"])}))
-    ply, summary = tmp_path / "out.ply", tmp_path / "summary.json"
+    ply, summary, feats = tmp_path / "out.ply", tmp_path / "summary.json", tmp_path / "feats.npy"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = CliRunner().invoke(app, ["segment3d", str(path), "--preset", str(preset), "-o", str(ply),
-                                     "--summary", str(summary), "-q"], catch_exceptions=False)
+                                     "--summary", str(summary), "--features", str(feats), "-q"],
+                               catch_exceptions=False)
     assert r.exit_code == 0, r.output
     data = plyfile.PlyData.read(str(ply))
     assert {"num_cols 80", "num_rows 50"} <= set(map(str, data.obj_info))
@@ -226,6 +227,8 @@ def test_organized_cloud_with_nan_rows_keeps_every_row(pipe, scene, reference, t
     assert v.data.dtype["x"] == np.dtype("<f8")
     np.testing.assert_array_equal(np.stack([v["x"], v["y"], v["z"]], 1), pts)  # NaN rows too, in place
     assert (np.asarray(v["label"])[bad] == -1).all()
+    f = np.load(feats)
+    assert f.shape[0] == N and not f[bad].any() and f[~bad].any(1).mean() > 0.9  # invalid rows: zero features
     boxes = json.loads(summary.read_text())["instances"]
     objects = [b for b in boxes if b["class_name"] != "floor"]
     assert objects
