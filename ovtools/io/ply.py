@@ -1,4 +1,5 @@
-"""Point clouds: the :class:`PointCloud` type, PLY reading and writing, voxel down-sampling.
+"""Point clouds: the :class:`PointCloud` type, PLY reading and writing (voxel down-sampling:
+:mod:`ovtools.scene3d.voxels`).
 
 ``plyfile`` (reading/writing) and ``open3d`` (``.pcd``/``.xyz``/``.pts``) are the
 optional extra ``ovtools[3d]``, imported only when needed.  Reading understands
@@ -15,9 +16,7 @@ latter is written.
 
 Example:
     >>> cloud = PointCloud(np.zeros((4, 3), np.float32), fields={"label": np.arange(4, dtype=np.int32)})
-    >>> small, inverse = voxel_downsample(cloud, 0.05)
-    >>> len(small), inverse.tolist()
-    (1, [0, 0, 0, 0])
+    >>> write_ply("out.ply", cloud)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ class PointCloud:
             precision); other real dtypes are converted to float32.  Rows with NaN/inf
             coordinates are *invalid points* (as in organized scans: a pixel without a
             return); :attr:`valid` tells them apart and processing functions
-            (:func:`voxel_downsample`, :func:`sample_mesh`) refuse them.
+            (:func:`sample_mesh`, :func:`ovtools.scene3d.voxels.voxel_downsample`) refuse them.
         colors: uint8 (N, 3) RGB in [0, 255], or None.
         normals: float32 (N, 3) (unit length when the source had them), or None.
         fields: extra per-point 1-D arrays of length N, numeric or bool (e.g. int32
@@ -431,70 +430,3 @@ def write_ply(path: str | Path, cloud: PointCloud, *, binary: bool = True,
 
 
 # ----------------------------------------------------------------------- processing
-def _mode(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """Most frequent value per group (ties → smallest value); every group must be non-empty."""
-    order = np.lexsort((values, groups))
-    g, v = groups[order], values[order]
-    start = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (v[1:] != v[:-1])])
-    count = np.diff(np.r_[start, len(g)])
-    best = np.lexsort((-count, g[start]))  # per group: highest count first, then smallest value
-    run_group = g[start][best]
-    first = np.r_[True, run_group[1:] != run_group[:-1]]
-    out = np.empty(n_groups, values.dtype)
-    out[run_group[first]] = v[start][best][first]
-    return out
-
-
-def voxel_downsample(cloud: PointCloud, voxel_size: float) -> tuple[PointCloud, np.ndarray]:
-    """Average the points of each occupied voxel of a regular grid.
-
-    Voxels are cubes of side ``voxel_size`` metres aligned on the cloud's minimum
-    corner.  Per voxel: the mean position, the mean colour (rounded), the mean normal
-    (renormalised), the mean of float fields and the most frequent value of integer
-    and bool fields (ties → smallest).  Rows are in increasing voxel-key order.
-    Memory is O(N); a million points take about a second.
-
-    Args:
-        cloud: input cloud of N points.
-        voxel_size: voxel side in metres, > 0.
-
-    Returns:
-        ``(small, inverse)``: the down-sampled cloud (M <= N points) and int64 (N,)
-        row of ``small`` holding each input point, so ``labels[inverse]`` carries
-        per-voxel labels back to the input points.
-
-    Raises:
-        ValueError: ``voxel_size`` not a positive finite number, or invalid (NaN/inf) points.
-    """
-    if not (np.isfinite(voxel_size) and voxel_size > 0):
-        raise ValueError(f"voxel_size must be a positive number of metres, got {voxel_size}")
-    n = len(cloud)
-    if n == 0:
-        return cloud.select(np.zeros(0, np.int64)), np.zeros(0, np.int64)
-    if not cloud.valid.all():
-        raise ValueError("voxel_downsample needs finite points; select the valid ones first (PointCloud.valid)")
-    pts = cloud.points.astype(np.float64)
-    keys = np.floor((pts - pts.min(axis=0)) / voxel_size).astype(np.int64)
-    dims = keys.max(axis=0) + 1
-    if float(np.prod(dims.astype(np.float64))) < 2.0**62:
-        _, inverse = np.unique(keys[:, 0] * (dims[1] * dims[2]) + keys[:, 1] * dims[2] + keys[:, 2],
-                               return_inverse=True)
-    else:  # an enormous grid: unique rows instead of a packed key (slower)
-        _, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1).astype(np.int64)
-    m = int(inverse.max()) + 1
-    count = np.bincount(inverse, minlength=m).astype(np.float64)
-
-    def mean(a: np.ndarray) -> np.ndarray:
-        a = a.reshape(n, -1).astype(np.float64)
-        return np.stack([np.bincount(inverse, a[:, j], m) for j in range(a.shape[1])], axis=1) / count[:, None]
-
-    colors = None if cloud.colors is None else np.clip(np.rint(mean(cloud.colors)), 0, 255).astype(np.uint8)
-    normals = None
-    if cloud.normals is not None:
-        normals = mean(cloud.normals)
-        length = np.linalg.norm(normals, axis=1, keepdims=True)
-        normals = np.where(length > 0, normals / np.maximum(length, 1e-30), 0.0)
-    fields = {k: (mean(v)[:, 0].astype(v.dtype) if v.dtype.kind == "f" else _mode(inverse, v, m))
-              for k, v in cloud.fields.items()}
-    return PointCloud(mean(pts).astype(cloud.points.dtype), colors, normals, fields), inverse

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PointCloudError
-from ..io.ply import PointCloud, read_point_cloud, voxel_downsample
+from ..io.ply import PointCloud, read_point_cloud
 from .depth import check_depth_scale
 from .frame import apply_transform, local_frame
 from .rgbd import RGBDFolder, backproject_rgbd
+from .voxels import voxel_downsample
 
 
 @dataclass

@@ -11,7 +11,8 @@ import pytest
 plyfile = pytest.importorskip("plyfile")
 
 from ovtools.errors import MissingDependencyError, OvtoolsError, PointCloudError, import_extra
-from ovtools.io.ply import PointCloud, read_point_cloud, voxel_downsample, write_ply
+from ovtools.io.ply import PointCloud, read_point_cloud, write_ply
+from ovtools.scene3d.voxels import voxel_downsample
 from ovtools.io.writers import OutputPathError
 
 RNG = np.random.default_rng(0)

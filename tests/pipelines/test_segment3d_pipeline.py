@@ -21,7 +21,8 @@ pytest.importorskip("plyfile")
 from ovtools.datasets.scenes3d import generate_scenes3d
 from ovtools.errors import ConfigError
 from ovtools.heads.segment3d import MODES, SceneFeatures
-from ovtools.io.ply import PointCloud, read_point_cloud, voxel_downsample, write_ply
+from ovtools.io.ply import PointCloud, read_point_cloud, write_ply
+from ovtools.scene3d.voxels import voxel_downsample
 from ovtools.pipelines import Segment3DPipeline
 from ovtools.prompts import CANONICAL_NEGATIVES
 from ovtools.scene3d import RGBDFrame, estimate_point_spacing, plan_views, render_points, write_rgbd_folder
