@@ -43,7 +43,8 @@ Pretrained = Annotated[Optional[str], typer.Option(
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps. Default: auto.", show_default=False)]
 Precision = Annotated[Optional[str], typer.Option(
-    "--precision", help="fp32, fp16 or bf16 (falls back to fp32 where the device cannot run it). Default: fp32.",
+    "--precision", help="auto, fp32, fp16 or bf16. auto: bf16 on CPUs with native bf16 units (AMX / AVX-512 BF16) "
+    "and bf16-capable GPUs, fp16 on older CUDA GPUs, else fp32. Default: the preset's (auto).",
     show_default=False)]
 Labels = Annotated[Optional[str], typer.Option(
     "--labels", "-l", help="Comma-separated labels in plain language, e.g. \"zebra, goat, grass plain\"; "
@@ -239,8 +240,8 @@ def model_overrides(model: str | None, pretrained: str | None, device: str | Non
     """
     from ..pipelines.presets import normalize_pretrained
 
-    if precision is not None and precision not in ("fp32", "fp16", "bf16"):
-        usage_error(f"--precision must be fp32, fp16 or bf16, got {precision!r}")
+    if precision is not None and precision not in ("auto", "fp32", "fp16", "bf16"):
+        usage_error(f"--precision must be auto, fp32, fp16 or bf16, got {precision!r}")
     out: dict = {}
     for key, value in (("model", model), ("device", device), ("precision", precision), ("templates", templates),
                        ("batch_size", batch_size), ("max_side", max_side)):

@@ -5,7 +5,7 @@ Pipeline of :class:`DetectHead` for one image:
 1. the image is downscaled so its longer side is at most ``max_side`` (the
    *processing frame*);
 2. a registered proposal source (:mod:`ovtools.proposals`) gives boxes;
-3. every box gets an L2-normalised CLIP feature, by one of two scorings that
+3. every box gets an L2-normalised CLIP feature, by one of three scorings that
    share the proposals:
 
    * ``"crop"`` (R-CNN-style region classification with CLIP, as in ViLD's
@@ -20,6 +20,9 @@ Pipeline of :class:`DetectHead` for one image:
      the patch size, then per-box pooling of the patch features
      (``roi_align`` on the (1, D, h, w) map, or the mean of the cells the box
      covers), renormalised;
+   * ``"cascade"``: the dense pass ranks every box
+     (:func:`~ovtools.heads.scoring.cascade_candidates`), crop scoring re-scores the best
+     ``cascade_k``; only those can become detections (one dense pass + ``cascade_k`` crops);
 
 4. :func:`~ovtools.heads.scoring.open_set_scores` against labels and negatives;
    a box keeps its best label (``multi_label=False``) if that label beats its
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,9 +49,11 @@ from ..proposals.regions import greedy_keep
 from ..structures import Detections, boxes_from_masks
 from . import register_head
 from .frame import check_field_types, processing_frame, resize_float
-from .scoring import open_set_scores
+from .scoring import cascade_candidates, open_set_scores
 
 
+SCORINGS = ("crop", "dense", "cascade")
+CASCADE_K = 40  # cascade: crops per image (evaluation world: AP50 0.846 vs crop 0.818 with cascade_side 512)
 CONTAINED_MARGIN = 0.1  # a containing detection may be this much less confident and still absorb a part
 
 
@@ -64,8 +69,14 @@ class DetectConfig:
             ``{"scales": (0.15, 0.25, 0.4), "overlap": 0.75}`` for ``"windows"``.
         max_proposals: at most this many proposals are scored (the source's first ones,
             which are its best-ranked); bounds the cost of ``"crop"`` scoring.
-        scoring: ``"crop"`` (encode a crop per box; accurate, one forward pass per box)
-            or ``"dense"`` (one dense forward pass per image, pool per box; fast).
+        scoring: ``"crop"`` (encode a crop per box; accurate, one forward pass per box),
+            ``"dense"`` (one dense forward pass per image, pool per box; fast) or ``"cascade"``
+            (dense ranks every box, crops re-score the best ``cascade_k``).
+        cascade_k: ``"cascade"`` only: how many of the dense pass's best-ranked proposals are
+            re-scored by crops.
+        cascade_side: ``"cascade"`` only: longer side in pixels of the ranking dense pass's input
+            (``None``: ``dense_side``).  Upscaling helps small models rank: the shipped 64-px
+            model ranks best at 512 px for 192-px scenes, where its dense labels are poor.
         score_threshold: smallest ``confidence`` reported, in [0, 1].  ``confidence`` =
             softmax probability of the label among the labels × LERF relevancy against
             the label's negatives (see :mod:`ovtools.heads.scoring`); a label must also
@@ -114,7 +125,11 @@ class DetectConfig:
     proposals: str = "segments"
     proposal_options: Mapping[str, Any] = field(default_factory=dict)
     max_proposals: int = 500
-    scoring: str = "crop"
+    scoring: Literal["crop", "dense", "cascade"] = "crop"
+    cascade_k: int = field(default=CASCADE_K, metadata={
+        "help": "cascade scoring: the dense pass's best-ranked proposals re-scored by crops"})
+    cascade_side: int | None = field(default=None, metadata={
+        "help": "cascade scoring: longer side of the ranking dense pass in pixels; null = dense_side"})
     score_threshold: float = 0.5
     nms_iou: float = 0.5
     class_agnostic_iou: float | None = 0.5
@@ -132,8 +147,8 @@ class DetectConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self, _KINDS)
-        if self.scoring not in ("crop", "dense"):
-            raise ValueError(f"scoring must be 'crop' or 'dense', got {self.scoring!r}")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {list(SCORINGS)}, got {self.scoring!r}")
         if self.dense_pool not in ("roi_align", "mean"):
             raise ValueError(f"dense_pool must be 'roi_align' or 'mean', got {self.dense_pool!r}")
         if not 0.0 <= self.score_threshold <= 1.0:
@@ -142,7 +157,7 @@ class DetectConfig:
             v = getattr(self, name)
             if v is not None and not 0.0 < v <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {v}")
-        for name in ("max_proposals", "max_detections", "crop_batch_size"):
+        for name in ("max_proposals", "max_detections", "crop_batch_size", "cascade_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.context_padding <= 2.0:
@@ -151,13 +166,14 @@ class DetectConfig:
             raise ValueError(f"min_box_size must be >= 0 pixels, got {self.min_box_size}")
         if self.max_side is not None and self.max_side < 16:
             raise ValueError(f"max_side must be >= 16 pixels or None, got {self.max_side}")
-        if self.dense_side is not None and self.dense_side < 1:
-            raise ValueError(f"dense_side must be >= 1 pixel or None, got {self.dense_side}")
+        for name in ("dense_side", "cascade_side"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 pixel or None, got {getattr(self, name)}")
 
 
 _KINDS = {  # field → (accepted types, may be None)
     "proposals": (str, False), "proposal_options": (Mapping, False), "max_proposals": (int, False),
-    "scoring": (str, False), "score_threshold": (float, False), "nms_iou": (float, False),
+    "scoring": (str, False), "cascade_k": (int, False), "cascade_side": (int, True), "score_threshold": (float, False), "nms_iou": (float, False),
     "class_agnostic_iou": (float, True), "contained_fraction": (float, True), "contained_any_label": (bool, False),
     "negatives_absorb_parts": (bool, False), "max_detections": (int, False), "multi_label": (bool, False),
     "context_padding": (float, False), "crop_batch_size": (int, False), "dense_side": (int, True),
@@ -193,8 +209,8 @@ class DetectHead:
         **overrides: fields of :class:`DetectConfig` replacing those of ``config``.
 
     Raises:
-        ValueError: invalid config values, or ``scoring="dense"`` with an encoder that has
-            no dense path.
+        ValueError: invalid config values, or ``scoring="dense"`` / ``"cascade"`` with an encoder
+            that has no dense path.
         UnknownNameError: unknown proposal source name.
 
     Example:
@@ -212,8 +228,8 @@ class DetectHead:
         config = config or DetectConfig()
         if overrides:
             config = replace(config, **overrides)
-        if config.scoring == "dense" and not encoder.supports_dense:
-            raise ValueError(f"scoring='dense' needs dense features, which {encoder!r} does not support; "
+        if config.scoring in ("dense", "cascade") and not encoder.supports_dense:
+            raise ValueError(f"scoring={config.scoring!r} needs dense features, which {encoder!r} does not support; "
                              "use scoring='crop'")
         self.encoder = encoder
         self.config = config
@@ -239,12 +255,14 @@ class DetectHead:
             feats.append(enc.encode_pixels(crops, batch_size=cfg.crop_batch_size))
         return torch.cat(feats) if feats else torch.zeros(0, enc.embed_dim, device=enc.device)
 
-    def dense_box_features(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def dense_box_features(self, image: torch.Tensor, boxes: torch.Tensor, side: int | None = None) -> torch.Tensor:
         """Per-box pooled MaskCLIP features from one dense forward pass.
 
         Args:
             image: float32 (1, 3, H, W) in [0, 1] (not normalised), the processing frame.
             boxes: float (N, 4) xyxy pixels of ``image``.
+            side: longer side of the dense pass's input in pixels (default: ``dense_side``; ``None``
+                there: the frame's own size).
 
         Returns:
             float32 (N, D) L2-normalised features on the encoder's device.
@@ -252,7 +270,8 @@ class DetectHead:
         enc, cfg = self.encoder, self.config
         ps = enc.patch_size
         h, w = image.shape[-2:]
-        f = (cfg.dense_side / max(h, w)) if cfg.dense_side else 1.0
+        side = side or cfg.dense_side
+        f = (side / max(h, w)) if side else 1.0
         dh, dw = max(ps, round(h * f / ps) * ps), max(ps, round(w * f / ps) * ps)
         fmap = enc.dense_features(enc.normalize(resize_float(image, (dh, dw))))  # (1, gh, gw, D)
         fmap = fmap[0].float()
@@ -304,8 +323,13 @@ class DetectHead:
             feats = torch.zeros(0, enc.embed_dim)
         elif cfg.scoring == "crop":
             feats = self.crop_features(enc.normalize(x).float(), boxes)
-        else:
+        elif cfg.scoring == "dense":
             feats = self.dense_box_features(x, boxes)
+        else:
+            ranked = self.dense_box_features(x, boxes, cfg.cascade_side)
+            top = cascade_candidates(ranked, emb, enc.logit_scale, cfg.cascade_k)
+            boxes = boxes[top]
+            feats = self.crop_features(enc.normalize(x).float(), boxes)
         return self.detections_from_features(boxes, feats, emb, (h, w), (oh, ow))
 
     def propose(self, pixels: np.ndarray) -> torch.Tensor:

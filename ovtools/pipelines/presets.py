@@ -30,7 +30,7 @@ COMMON_KEYS: dict[str, Any] = {
     "model": "ViT-B-32",               # open_clip architecture or hf-hub: id
     "pretrained": "laion2b_s34b_b79k",  # tag, checkpoint path, or None / "none" for random weights
     "device": "auto",
-    "precision": "fp32",
+    "precision": "auto",               # Literal["auto", "fp32", "fp16", "bf16"]; auto: see encoders.loading.auto_precision
     "classes": None,                   # class-space name or YAML path
     "labels": None,                    # comma-separated labels or a list; replaces ``classes``
     "templates": None,                 # template set; None → the class space's own, else openai_imagenet
