@@ -95,8 +95,11 @@ class CLIPEncoder:
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.context_length = int(getattr(self.model, "context_length", 77))
-        with torch.no_grad():
-            self.embed_dim = int(self.model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1])
+        out_dim = getattr(visual, "output_dim", None)  # open_clip towers project to the joint space
+        if out_dim is None:  # other towers: one text forward pass tells
+            with torch.no_grad():
+                out_dim = self.model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1]
+        self.embed_dim = int(out_dim)
 
     # ------------------------------------------------------------------ properties
     @property
