@@ -34,7 +34,7 @@ def photo() -> np.ndarray:
     from PIL import Image
     from skimage import data
 
-    return np.asarray(Image.fromarray(data.coffee()).resize((640, 480), Image.Resampling.BICUBIC))
+    return np.array(Image.fromarray(data.coffee()).resize((640, 480), Image.Resampling.BICUBIC))  # writable
 
 
 def owl(kind: str, image: np.ndarray, n_labels: int, dtype: torch.dtype):
