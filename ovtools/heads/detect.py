@@ -5,7 +5,7 @@ Pipeline of :class:`DetectHead` for one image:
 1. the image is downscaled so its longer side is at most ``max_side`` (the
    *processing frame*);
 2. a registered proposal source (:mod:`ovtools.proposals`) gives boxes;
-3. every box gets an L2-normalised CLIP feature, by one of two scorings that
+3. every box gets an L2-normalised CLIP feature, by one of three scorings that
    share the proposals:
 
    * ``"crop"`` (R-CNN-style region classification with CLIP, as in ViLD's
@@ -20,6 +20,9 @@ Pipeline of :class:`DetectHead` for one image:
      the patch size, then per-box pooling of the patch features
      (``roi_align`` on the (1, D, h, w) map, or the mean of the cells the box
      covers), renormalised;
+   * ``"cascade"``: the dense pass ranks every box
+     (:func:`~ovtools.heads.scoring.cascade_candidates`), crop scoring re-scores the best
+     ``cascade_k``; only those can become detections (one dense pass + ``cascade_k`` crops);
 
 4. :func:`~ovtools.heads.scoring.open_set_scores` against labels and negatives;
    a box keeps its best label (``multi_label=False``) if that label beats its
@@ -48,7 +51,9 @@ from ..proposals.registry import available_proposals, create_proposals
 from ..structures import Detections
 from .frame import processing_frame, resize_float
 from .registry import HeadSpec, register_head
-from .scoring import open_set_scores
+from .scoring import cascade_candidates, open_set_scores
+
+CASCADE_K = 40  # cascade: crops per image (evaluation world: AP50 0.846 vs crop 0.818 with cascade_side 512)
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,15 @@ class DetectConfig(Config):
     max_proposals: int = setting(
         500, "At most this many proposals are scored (the source's best-ranked first); bounds the cost of crop "
         "scoring.", minimum=1)
-    scoring: Literal["crop", "dense"] = setting(
+    scoring: Literal["crop", "dense", "cascade"] = setting(
         "crop", "Region scoring. crop: encode a context crop per proposal (R-CNN-style, ViLD-image teacher, Gu et "
         "al. 2022 §3.2; accurate); dense: one MaskCLIP dense pass per image (Zhou et al. 2022 §3.2), pooled per "
-        "box (fast).")
+        "box (fast); cascade: the dense pass ranks every box, crops re-score the best cascade-k.")
+    cascade_k: int = setting(CASCADE_K, "Cascade scoring: the dense pass's best-ranked proposals re-scored by "
+                             "crops.", minimum=1)
+    cascade_side: int | None = setting(
+        None, "Cascade scoring: longer side in pixels of the ranking dense pass (upscaling helps small models "
+        "rank); null = dense-side.", minimum=1)
     score_threshold: float = setting(
         0.5, "Smallest confidence reported, in [0, 1]; confidence = label probability x LERF relevancy against "
         "the label's negatives, and a label must also beat every negative.", minimum=0.0, maximum=1.0,
@@ -132,8 +142,8 @@ class DetectHead:
         **overrides: fields of :class:`DetectConfig` replacing those of ``config``.
 
     Raises:
-        ValueError: invalid config values, or ``scoring="dense"`` with an encoder that has
-            no dense path.
+        ValueError: invalid config values, or ``scoring="dense"`` / ``"cascade"`` with an encoder
+            that has no dense path.
         UnknownNameError: unknown proposal source name.
 
     Example:
@@ -145,8 +155,8 @@ class DetectHead:
 
     def __init__(self, encoder, config: DetectConfig | None = None, **overrides: Any) -> None:
         config = configure(DetectConfig, config, **overrides)
-        if config.scoring == "dense" and not encoder.supports_dense:
-            raise ValueError(f"scoring='dense' needs dense features, which {encoder!r} does not support; "
+        if config.scoring in ("dense", "cascade") and not encoder.supports_dense:
+            raise ValueError(f"scoring={config.scoring!r} needs dense features, which {encoder!r} does not support; "
                              "use scoring='crop'")
         self.encoder = encoder
         self.config = config
@@ -172,12 +182,14 @@ class DetectHead:
             feats.append(enc.encode_pixels(crops, batch_size=cfg.crop_batch_size))
         return torch.cat(feats) if feats else torch.zeros(0, enc.embed_dim, device=enc.device)
 
-    def dense_box_features(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def dense_box_features(self, image: torch.Tensor, boxes: torch.Tensor, side: int | None = None) -> torch.Tensor:
         """Per-box pooled MaskCLIP features from one dense forward pass.
 
         Args:
             image: float32 (1, 3, H, W) in [0, 1] (not normalised), the processing frame.
             boxes: float (N, 4) xyxy pixels of ``image``.
+            side: longer side of the dense pass's input in pixels (default: ``dense_side``; ``None``
+                there: the frame's own size).
 
         Returns:
             float32 (N, D) L2-normalised features on the encoder's device.
@@ -185,7 +197,8 @@ class DetectHead:
         enc, cfg = self.encoder, self.config
         ps = enc.patch_size
         h, w = image.shape[-2:]
-        f = (cfg.dense_side / max(h, w)) if cfg.dense_side else 1.0
+        side = side or cfg.dense_side
+        f = (side / max(h, w)) if side else 1.0
         dh, dw = max(ps, round(h * f / ps) * ps), max(ps, round(w * f / ps) * ps)
         fmap = enc.dense_features(enc.normalize(resize_float(image, (dh, dw))))  # (1, gh, gw, D)
         fmap = fmap[0].float()
@@ -237,8 +250,13 @@ class DetectHead:
             feats = torch.zeros(0, enc.embed_dim)
         elif cfg.scoring == "crop":
             feats = self.crop_features(enc.normalize(x).float(), boxes)
-        else:
+        elif cfg.scoring == "dense":
             feats = self.dense_box_features(x, boxes)
+        else:
+            ranked = self.dense_box_features(x, boxes, cfg.cascade_side)
+            top = cascade_candidates(ranked, emb, enc.logit_scale, cfg.cascade_k)
+            boxes = boxes[top]
+            feats = self.crop_features(enc.normalize(x).float(), boxes)
         return self.detections_from_features(boxes, feats, emb, (h, w), (oh, ow))
 
     def propose(self, pixels: np.ndarray) -> torch.Tensor:

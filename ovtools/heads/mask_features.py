@@ -118,12 +118,16 @@ class MaskFeatures:
         w = torch.softmax((phi + psi) / self.temperature, dim=0)[:, None]
         return F.normalize(w * f_global + (1 - w) * local, dim=-1)
 
-    def dense(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Mask pooling of MaskCLIP patch features, float32 (N, D) L2-normalised."""
+    def dense(self, x: torch.Tensor, masks: torch.Tensor, side: int | None = None) -> torch.Tensor:
+        """Mask pooling of MaskCLIP patch features, float32 (N, D) L2-normalised.
+
+        ``side``: longer side of the dense pass's input in pixels (default: ``dense_side``, else the frame's).
+        """
         enc = self.encoder
         ps = enc.patch_size
         h, w = x.shape[-2:]
-        f = (self.dense_side / max(h, w)) if self.dense_side else 1.0
+        side = side or self.dense_side
+        f = (side / max(h, w)) if side else 1.0
         dh, dw = max(ps, round(h * f / ps) * ps), max(ps, round(w * f / ps) * ps)
         fmap = enc.dense_features(enc.normalize(resize_float(x, (dh, dw))))[0].float()  # (gh, gw, D)
         gh, gw, d = fmap.shape

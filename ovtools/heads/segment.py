@@ -7,10 +7,12 @@ Pipeline of :class:`SegmentHead` for one image:
    selective-search merges, no weights; ``"sam"``: Segment Anything's automatic mask
    generator), or ``proposals="detect"``: boxes found by the detection head, turned into
    masks by Segment Anything's box prompts ("detect, then segment");
-3. one L2-normalised CLIP feature per mask, by one of three scorings
+3. one L2-normalised CLIP feature per mask, by one of four scorings
    (:mod:`ovtools.heads.mask_features`): ``"crop"`` (masked crops), ``"dense"`` (mask pooling
-   of MaskCLIP patch features, one forward pass) or ``"fusion"`` (ConceptFusion's blend of
-   the global image feature with each mask's crop feature);
+   of MaskCLIP patch features, one forward pass), ``"fusion"`` (ConceptFusion's blend of
+   the global image feature with each mask's crop feature) or ``"cascade"`` (the dense pass
+   ranks every mask, :func:`~ovtools.heads.scoring.cascade_candidates`; masked crops re-score
+   the best ``cascade_k``, and only those can be reported);
 4. :func:`~ovtools.heads.scoring.open_set_scores` against labels *and* negatives: a mask keeps
    its best label only if that label beats its negatives and reaches ``score_threshold``;
    masks that name nothing are background;
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,7 +42,9 @@ from .detect_segment import DetectThenSegment
 from .frame import processing_frame
 from .mask_features import MaskFeatures, MaskFill, MaskScoring
 from .registry import HeadSpec, register_head
-from .scoring import open_set_scores
+from .scoring import cascade_candidates, open_set_scores
+
+CASCADE_K = 32  # cascade: masked crops per image
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,14 @@ class SegmentConfig(Config):
         default_factory=dict, help="proposals=detect only: DetectConfig fields for the detection step.", cli=False)
     max_proposals: int = setting(300, "At most this many masks are scored (the source's best-ranked first).",
                                  minimum=1)
-    scoring: MaskScoring = setting(
+    scoring: Literal[MaskScoring, "cascade"] = setting(
         "crop", "How masks are named: crop (encode a masked crop per mask; accurate), dense (pool MaskCLIP patch "
-        "features in one pass; fast) or fusion (ConceptFusion §3.2 blend of global and crop features).")
+        "features in one pass; fast), fusion (ConceptFusion §3.2 blend of global and crop features) or cascade "
+        "(the dense pass ranks every mask, masked crops re-score the best cascade-k).")
+    cascade_k: int = setting(CASCADE_K, "Cascade scoring: the dense pass's best-ranked masks re-scored by masked "
+                             "crops.", minimum=1)
+    cascade_side: int | None = setting(
+        None, "Cascade scoring: longer side in pixels of the ranking dense pass; null = dense-side.", minimum=1)
     score_threshold: float = setting(
         0.3, "Smallest confidence reported, in [0, 1] (label probability x LERF relevancy against the label's "
         "negatives).", minimum=0.0, maximum=1.0, flag="--threshold")
@@ -108,7 +117,7 @@ class SegmentHead:
         **overrides: fields of :class:`SegmentConfig` replacing those of ``config``.
 
     Raises:
-        ValueError: invalid config, ``scoring="dense"`` with an encoder without a dense path,
+        ValueError: invalid config, ``scoring="dense"`` / ``"cascade"`` with an encoder without a dense path,
             or a box proposal source given as ``proposals``.
         UnknownNameError: unknown proposal source.
         WeightsUnavailableError: Segment Anything weights missing (``"sam"`` / ``"detect"``).
@@ -122,11 +131,12 @@ class SegmentHead:
 
     def __init__(self, encoder, config: SegmentConfig | None = None, **overrides: Any) -> None:
         config = configure(SegmentConfig, config, **overrides)
-        if config.scoring == "dense" and not encoder.supports_dense:
-            raise ValueError(f"scoring='dense' needs dense features, which {encoder!r} does not support; "
+        if config.scoring in ("dense", "cascade") and not encoder.supports_dense:
+            raise ValueError(f"scoring={config.scoring!r} needs dense features, which {encoder!r} does not support; "
                              "use scoring='crop' or 'fusion'")
         self.encoder, self.config = encoder, config
-        self.features = MaskFeatures(encoder, config.scoring, config.mask_fill, config.context_padding,
+        mode = "crop" if config.scoring == "cascade" else config.scoring  # cascade: dense() ranks, crops score
+        self.features = MaskFeatures(encoder, mode, config.mask_fill, config.context_padding,
                                      config.crop_batch_size, config.fusion_temperature, config.dense_side)
         options = dict(config.proposal_options)
         if getattr(PROPOSALS.get(config.proposals), "output", "boxes") == "labelled_masks":
@@ -171,6 +181,10 @@ class SegmentHead:
         if getattr(self.source, "output", "masks") == "labelled_masks":  # e.g. "detect": labels its own masks
             return self.source(frame, emb)
         masks = self.propose(frame.pixels) if emb.classes.shape[0] else torch.zeros(0, *frame.size, dtype=torch.bool)
+        if cfg.scoring == "cascade" and len(masks):
+            ranked = self.features.dense(frame.x, masks, cfg.cascade_side)
+            top = cascade_candidates(ranked, emb, self.encoder.logit_scale, cfg.cascade_k)
+            masks = masks[top]
         feats = self.features(frame.x, masks)
         return self.detections_from_features(masks, feats, emb, frame.original_size, names)
 

@@ -57,6 +57,7 @@ from .scoring import open_set_scores
 #: Which per-point features are labelled (OpenScene §3.1-3.3).
 Mode3D = Literal["fusion", "distill", "ensemble"]
 MODES = get_args(Mode3D)
+LABEL_CHUNK = 1 << 16  # points scored at once: bounds labelling's float32 working set (64Ki x D x 4 bytes)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,30 @@ class SceneFeatures:
         if mode == "distill":
             return self.distilled
         return ensemble_features(self.fused, self.distilled, class_embeddings, logit_scale, seen=self.count > 0)
+
+    def select_rows(self, mode: str, class_embeddings: torch.Tensor, logit_scale: float, start: int,
+                    stop: int) -> torch.Tensor:
+        """float32 (stop - start, D) features of ``mode`` for points ``start:stop`` only.
+
+        The same rows as ``select(...)[start:stop]`` (the ensemble's choice is per point), without
+        building any (M, D) array: labelling reads the float16 features chunk by chunk.
+
+        Raises:
+            ValueError: unknown mode, or a mode that needs distillation without it.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        if mode == "fusion":
+            return self.fused[start:stop].float()
+        if self.distilled is None:
+            raise ValueError(f"mode {mode!r} needs distilled features; this scene was computed without "
+                             "distillation (distill_steps=0)")
+        if mode == "distill":
+            return self.distilled[start:stop].float()
+        from ..scene3d import ensemble_features
+
+        return ensemble_features(self.fused[start:stop], self.distilled[start:stop], class_embeddings, logit_scale,
+                                 seen=self.count[start:stop] > 0).float()
 
 
 class Segment3DHead:
@@ -324,16 +349,16 @@ class Segment3DHead:
         class_id = np.full(m, -1, np.int64)
         conf = np.zeros(m, np.float32)
         if emb.classes.shape[0]:
-            feats = sf.select(mode, emb.classes, self.encoder.logit_scale)
             seen = (sf.count > 0) if mode == "fusion" else torch.ones(m, dtype=torch.bool)
-            for s in range(0, m, 1 << 18):
-                f = feats[s : s + (1 << 18)].float()
+            for s in range(0, m, LABEL_CHUNK):  # float32 copies of one chunk at a time, never of (M, D)
+                f = sf.select_rows(mode, emb.classes, self.encoder.logit_scale, s, s + LABEL_CHUNK)
                 sc = open_set_scores(f, emb, self.encoder.logit_scale)
                 best = sc.confidence.argmax(1)
                 idx = torch.arange(len(best))
                 ok = sc.reportable(self.config.score_threshold)[idx, best] & seen[s : s + len(best)]
                 conf[s : s + len(best)] = sc.confidence[idx, best].numpy()
                 class_id[s : s + len(best)] = torch.where(ok, best, -1).numpy()
+                del f, sc
         inv = sf.scene.inverse
         ok = inv >= 0  # invalid input rows (NaN/inf coordinates): "nothing", score 0, unseen
         n = len(inv)
@@ -352,10 +377,11 @@ class Segment3DHead:
             ValueError: unknown mode, or a mode that needs distillation without it.
         """
         mode = mode or self.config.mode
-        feats = sf.select(mode, emb.classes[:1], self.encoder.logit_scale)
-        out = np.zeros(feats.shape[0], np.float32)
-        for s in range(0, feats.shape[0], 1 << 18):
-            sc = open_set_scores(feats[s : s + (1 << 18)].float(), emb, self.encoder.logit_scale)
+        m = sf.fused.shape[0]
+        out = np.zeros(m, np.float32)
+        for s in range(0, m, LABEL_CHUNK):
+            f = sf.select_rows(mode, emb.classes[:1], self.encoder.logit_scale, s, s + LABEL_CHUNK)
+            sc = open_set_scores(f, emb, self.encoder.logit_scale)
             out[s : s + sc.relevancy.shape[0]] = sc.relevancy[:, 0].numpy()
         if mode == "fusion":
             out[(sf.count == 0).numpy()] = 0.0

@@ -23,12 +23,11 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ..config import Config, config_defaults, setting
+from ..encoders.loading import Precision
 from ..errors import ConfigError, UnknownNameError
 from ..prompts.yamlfile import looks_like_path, missing_file_error, read_yaml
 from ..resources import presets_dir
 
-#: Precision of the encoder's weights.
-Precision = Literal["fp32", "fp16", "bf16"]
 
 @dataclass(frozen=True)
 class CommonConfig(Config):
@@ -50,7 +49,9 @@ class CommonConfig(Config):
         "checkpoint, or 'none' for random weights.")
     device: str = setting("auto", "auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps.")
     precision: Precision = setting(
-        "fp32", "Weights' precision: fp32, fp16 or bf16 (falls back to fp32 where the device cannot run it).")
+        "auto", "Weights' precision. auto: bf16 on CPUs with native bf16 units (AMX / AVX-512 BF16) and on "
+        "bf16-capable GPUs, fp16 on older CUDA GPUs, else fp32; fp16/bf16 fall back to fp32 with a warning where "
+        "the device cannot run them.")
     classes: str | None = setting(
         None, "A built-in class space (coco, imagenet, scannet20, shapes, shapes3d, ...; `ovtools models "
         "--classes` lists them) or a class-space YAML file. Excludes --labels.", short="-c")

@@ -91,6 +91,31 @@ def test_precision_fallback_warns_on_cpu():
         resolve_precision("int8", torch.device("cpu"))
 
 
+def test_auto_precision_reads_the_cpu_flags():
+    from ovtools.encoders.loading import auto_precision, bf16_unit_in_cpuinfo, cpu_bf16_units
+
+    assert bf16_unit_in_cpuinfo("processor : 0\nflags : fpu sse avx512f avx512_bf16 avx2\n") == "avx512_bf16"
+    assert bf16_unit_in_cpuinfo("flags : fpu amx_tile amx_bf16 avx512_bf16\n") == "amx_bf16"
+    assert bf16_unit_in_cpuinfo("flags : fpu sse avx2 avx512f\n") is None
+    assert bf16_unit_in_cpuinfo("no flags line") is None
+    picked, why = auto_precision(torch.device("cpu"))
+    assert picked == ("bf16" if cpu_bf16_units() else "fp32") and why
+    assert resolve_precision("auto", torch.device("cpu")) == {"bf16": torch.bfloat16, "fp32": torch.float32}[picked]
+    enc = CLIPEncoder(TINY_VIT, None, device="cpu")  # the default is auto
+    assert enc.dtype == resolve_precision("auto", torch.device("cpu")) and enc.precision_note.startswith("auto → ")
+    assert enc.model.logit_scale.dtype == torch.float32  # the temperature is never cast
+    f = enc.encode_images([np.zeros((64, 64, 3), np.uint8)])
+    assert f.dtype == torch.float32 and torch.allclose(f.norm(dim=-1), torch.ones(1))
+
+
+def test_resnet_towers_run_channels_last_with_the_same_features(tiny_rn_encoder):
+    x = torch.randn(3, 3, 64, 64)
+    assert tiny_rn_encoder.channels_last
+    with torch.no_grad():
+        raw = F.normalize(tiny_rn_encoder.model.encode_image(x.contiguous()), dim=-1)
+    assert torch.allclose(tiny_rn_encoder.encode_pixels(x), raw, atol=1e-5)
+
+
 def test_bf16_encoder_runs_on_cpu():
     enc = CLIPEncoder(TINY_VIT, None, device="cpu", precision="bf16")
     assert enc.dtype == torch.bfloat16
@@ -122,7 +147,7 @@ def test_local_checkpoint_roundtrip(tmp_path, tiny_encoder):
 
     path = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in tiny_encoder.model.state_dict().items()}, str(path))
-    enc = CLIPEncoder(TINY_VIT, str(path), device="cpu")
+    enc = CLIPEncoder(TINY_VIT, str(path), device="cpu", precision="fp32")
     img = [np.full((64, 64, 3), 77, np.uint8)]
     assert torch.allclose(enc.encode_images(img), tiny_encoder.encode_images(img), atol=1e-6)
     assert enc.model_id != tiny_encoder.model_id or "w.safetensors" in enc.model_id

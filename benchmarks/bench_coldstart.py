@@ -1,0 +1,141 @@
+"""Cold start of one CLI call: where the wall time of ``ovtools detect one.png --preset detect-shapes`` goes.
+
+    python benchmarks/bench_coldstart.py [IMAGE] [--preset detect-shapes] [--rounds 3] [-- extra CLI args]
+
+Each round starts fresh interpreters, one after the other (the machine is shared, so
+rounds alternate and medians are printed):
+
+* ``python -c "import torch"`` — the floor every torch program pays;
+* ``python -c "import torch, torchvision, open_clip"`` — the third-party import floor of ovtools;
+* the CLI call itself, run in a fresh interpreter with timing wrappers (not mocks: they call
+  the real functions) around its stages: imports (``ovtools.cli``, then torch, torchvision,
+  open_clip as the command pulls them in), model build/load (``CLIPEncoder`` construction),
+  text embeddings (``build_class_embeddings``), proposals (``DetectHead.propose``),
+  scoring (features + open-set scoring + NMS), writing (``write_json``), and the rest.
+
+Wall seconds and CPU seconds (``time.process_time``: less disturbed by other jobs on the
+machine) are printed per stage.  The text-embedding cache is warmed by one call first (a
+user's second call); ``--cold-cache`` leaves it empty each round instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+HARNESS = textwrap.dedent(r"""
+    import json, sys, time
+    T = {}
+    w0, c0 = time.perf_counter(), time.process_time()
+    def mark(name, w, c):
+        a = T.setdefault(name, [0.0, 0.0]); a[0] += w; a[1] += c
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                mark(name, time.perf_counter() - w, time.process_time() - c)
+        return wrapper
+    def imp(name, mod):
+        w, c = time.perf_counter(), time.process_time()
+        __import__(mod)
+        mark(name, time.perf_counter() - w, time.process_time() - c)
+    imp("import ovtools.cli (typer, rich)", "ovtools.cli")
+    imp("import torch", "torch")
+    imp("import torchvision", "torchvision")
+    imp("import open_clip", "open_clip")
+    imp("import ovtools library modules", "ovtools.pipelines")
+    import ovtools.encoders.clip as clip, ovtools.pipelines.base as base, ovtools.heads.detect as hd
+    import ovtools.io.writers as writers, ovtools.cli as cli
+    clip.CLIPEncoder.__init__ = timed("model build/load", clip.CLIPEncoder.__init__)
+    base.build_class_embeddings = timed("text embeddings", base.build_class_embeddings)
+    hd.DetectHead.propose = timed("proposals", hd.DetectHead.propose)
+    for m in ("crop_features", "dense_box_features", "detections_from_features"):
+        setattr(hd.DetectHead, m, timed("scoring (features, open-set, NMS)", getattr(hd.DetectHead, m)))
+    writers.write_json = timed("writing", writers.write_json)
+    sys.argv = ["ovtools", *sys.argv[1:]]
+    try:
+        cli.main()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    T["total"] = [time.perf_counter() - w0, time.process_time() - c0]
+    print("BENCH" + json.dumps(T))
+""")
+
+
+def run(args: list[str], env: dict) -> dict:
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    line = [x for x in out.stdout.splitlines() if x.startswith("BENCH")]
+    return json.loads(line[-1][5:]) if line else {}
+
+
+def timed_python(code: str, env: dict) -> tuple[float, float]:
+    wrap = ("import time; w, c = time.perf_counter(), time.process_time()\n" + code +
+            "\nimport json; print('BENCH' + json.dumps([time.perf_counter() - w, time.process_time() - c]))")
+    return tuple(run([sys.executable, "-c", wrap], env))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("image", nargs="?", type=Path)
+    ap.add_argument("--preset", default="detect-shapes")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cold-cache", action="store_true")
+    ap.add_argument("extra", nargs="*")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ovtools-coldstart-"))
+    image = args.image
+    if image is None:
+        from PIL import Image
+
+        from ovtools.datasets.shapes import generate_scenes
+
+        image = work / "one.png"
+        Image.fromarray(next(iter(generate_scenes(1, seed=2000, size=192))).image).resize((400, 200)).save(image)
+    env = dict(os.environ)
+    env["OVTOOLS_CACHE_DIR"] = str(work / "cache")
+    cli = [sys.executable, "-c", HARNESS, "detect", str(image), "--preset", args.preset, "-o",
+           str(work / "out.json"), *args.extra]
+    if not args.cold_cache:
+        run(cli, env)  # fills the text-embedding cache
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for r in range(args.rounds):
+        if args.cold_cache:
+            env["OVTOOLS_CACHE_DIR"] = str(work / f"cache{r}")
+        rows.setdefault("python -c 'import torch'", []).append(timed_python("import torch", env))
+        rows.setdefault("python -c 'import torch, torchvision, open_clip'", []).append(
+            timed_python("import torch, torchvision, open_clip", env))
+        for k, v in run(cli, env).items():
+            rows.setdefault(k, []).append(tuple(v))
+    print(f"ovtools detect {image.name} --preset {args.preset} {' '.join(args.extra)}; {args.rounds} rounds, "
+          f"medians; text-embedding cache {'cold' if args.cold_cache else 'warm'}")
+    print(f"{'stage':52s} {'wall s':>8s} {'CPU s':>8s}")
+    total = rows.pop("total")
+    floors = {k: rows.pop(k) for k in list(rows) if k.startswith("python")}
+    accounted = [0.0, 0.0]
+    for k, v in rows.items():
+        w, c = statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)
+        accounted[0] += w
+        accounted[1] += c
+        print(f"  {k:50s} {w:8.2f} {c:8.2f}")
+    tw, tc = statistics.median(x[0] for x in total), statistics.median(x[1] for x in total)
+    print(f"  {'rest (CLI parsing, settings, image decode, ...)':50s} {tw - accounted[0]:8.2f} {tc - accounted[1]:8.2f}")
+    print(f"{'CLI call, total (after interpreter start)':52s} {tw:8.2f} {tc:8.2f}")
+    for k, v in floors.items():
+        print(f"{k:52s} {statistics.median(x[0] for x in v):8.2f} {statistics.median(x[1] for x in v):8.2f}")
+    torch_w = statistics.median(x[0] for x in floors["python -c 'import torch'"])
+    torch_c = statistics.median(x[1] for x in floors["python -c 'import torch'"])
+    print(f"CLI call minus torch import: {tw - torch_w:.2f} s wall, {tc - torch_c:.2f} s CPU (target <= 3 s)")
+
+
+if __name__ == "__main__":
+    main()
