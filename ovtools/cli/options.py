@@ -182,7 +182,8 @@ def load_pipeline(command: str, factory, preset: str | None, settings: dict, fla
     if normalize_pretrained(getattr(pipe.encoder, "pretrained", None)) is None:
         stderr.print("Warning: random weights (--pretrained none): labels and scores mean nothing; give a "
                          "pretrained tag or checkpoint for real results", markup=False, highlight=False, soft_wrap=True)
-    stage(command, f"ready in {time.perf_counter() - t0:.1f} s: {len(pipe.labels)} labels")
+    note = getattr(pipe.encoder, "precision_note", None) or f"precision {pipe.settings['precision']}"
+    stage(command, f"ready in {time.perf_counter() - t0:.1f} s: {len(pipe.labels)} labels, {note}")
     return pipe
 
 

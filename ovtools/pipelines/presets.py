@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from ..config import Config, config_defaults, setting
 from ..encoders.loading import Precision
