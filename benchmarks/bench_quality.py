@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from ovtools.eval.report import HELD_OUT_SEED, run_cli
+from ovtools.cli.inprocess import run_cli
+from ovtools.eval.report import HELD_OUT_SEED
 from ovtools.resources import presets_dir
 
 
