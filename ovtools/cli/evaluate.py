@@ -86,7 +86,7 @@ def evaluate(inv: Invocation) -> None:
         with progress:
             result = run_evaluation(pipe, ds, absent=inv.absent, seed=inv.seed, coco_output=coco_output,
                                     progress=lambda n: progress.advance(bar, n),
-                                    on_error=lambda e: opt.report_failure(progress, e["image"], e["error"]))
+                                    on_error=lambda entry: opt.print_failure(progress, entry))
     except (ValueError, FileNotFoundError) as e:
         opt.usage_error(str(e))
     if output is not None:

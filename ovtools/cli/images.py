@@ -210,7 +210,7 @@ def run_image_command(spec: HeadSpec, inv: Invocation) -> None:
 def run_classify_batches(pipe, files: list[Path], problems: list[tuple[str, str]], vis_targets: list[Path] | None,
                          vis_max_side: int | None = None) -> tuple[list[dict], list[dict]]:
     """Classify ``files`` in batches of ``batch_size``, skipping unreadable ones; returns ``(records, errors)``."""
-    from ..io.images import load_image
+    from ..io.images import load_batches, load_image
     from ..io.vis import draw_classifications, save_png
     from ..io.writers import classification_record
 
@@ -220,10 +220,12 @@ def run_classify_batches(pipe, files: list[Path], problems: list[tuple[str, str]
     with progress:
         for name, reason in problems:
             errors.append(opt.report_failure(progress, name, reason))
-        for loaded in opt.loaded_batches(files, pipe.config.batch_size, pipe.settings["max_side"], progress, task,
-                                         errors):
-            result = pipe.classify_batch([im for _, _, im in loaded])
-            for row, (i, f, im) in enumerate(loaded):
+        for loaded in load_batches(files, pipe.config.batch_size, pipe.settings["max_side"], errors,
+                                   progress=lambda n: progress.advance(task, n),
+                                   on_error=lambda entry: opt.print_failure(progress, entry)):
+            result = pipe.classify_batch([im for _, im in loaded])
+            for row, (i, im) in enumerate(loaded):
+                f = files[i]
                 records.append(classification_record(f, result, row, im.original_size))
                 if vis_targets is not None:
                     try:

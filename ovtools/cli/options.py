@@ -19,6 +19,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
+from ..io.images import error_entry
 from ..io.inputs import expand_image_inputs, skipped_summary
 from .progress import stage, stderr
 
@@ -258,34 +259,15 @@ def check_outputs(paths: dict[str, Path | None], files: list[Path]) -> None:
         seen[key] = opt
 
 
-def loaded_batches(paths: list[Path], batch_size: int, max_side: int | None, progress, task, errors: list[dict]):
-    """Decode ``paths`` in chunks of ``batch_size``, reporting and skipping unreadable files.
-
-    A file that fails to decode is printed (``skipped <name>: <reason>``), appended to
-    ``errors`` and counted on the progress bar; the caller advances the bar for the rest.
-
-    Yields:
-        Non-empty lists of ``(index into paths, path, LoadedImage)``.
-    """
-    from ..io.images import load_image
-
-    for start in range(0, len(paths), batch_size):
-        loaded = []
-        for i in range(start, min(start + batch_size, len(paths))):
-            try:
-                loaded.append((i, paths[i], load_image(paths[i], max_side)))
-            except Exception as e:  # ImageLoadError, or anything else a broken file triggers
-                errors.append(report_failure(progress, paths[i], e))
-                progress.advance(task)
-        if loaded:
-            yield loaded
-
-
 def report_failure(progress, name: str | Path, error: BaseException | str) -> dict:
-    """Print ``skipped <name>: <reason>`` on stderr and return the JSON ``errors`` entry."""
-    msg = str(error)
-    prefix = f"{name}: "
-    if msg.startswith(prefix):  # ImageLoadError messages already start with the file name
-        msg = msg[len(prefix):]
-    progress.console.print(f"[yellow]skipped[/] {name}: {msg}", markup=True, highlight=False, soft_wrap=True)
-    return {"image": str(name), "error": msg}
+    """Print ``skipped <name>: <reason>`` on stderr and return the JSON ``errors`` entry
+    (:func:`ovtools.io.images.error_entry`)."""
+    entry = error_entry(name, error)
+    print_failure(progress, entry)
+    return entry
+
+
+def print_failure(progress, entry: dict) -> None:
+    """Print an ``errors`` entry as ``skipped <name>: <reason>`` above the progress bar."""
+    progress.console.print(f"[yellow]skipped[/] {entry['image']}: {entry['error']}", markup=True, highlight=False,
+                           soft_wrap=True)

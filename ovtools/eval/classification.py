@@ -9,49 +9,18 @@ reported and skipped, as in every batch run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 
-from ..io.images import LoadedImage, load_image
+from ..io.images import error_entry, load_batches
 from .data import LabelledImages, map_to_space
 from .zeroshot import classification_metrics
 
 Progress = Callable[[int], None]
 OnError = Callable[[dict], None]
 
-
-def error_entry(path: str | Path, error: BaseException | str) -> dict:
-    """The ``errors`` entry of a skipped image: ``{"image": path, "error": reason}`` (the reason without
-    a leading ``"<path>: "``, which :class:`~ovtools.errors.ImageLoadError` messages carry)."""
-    msg = str(error)
-    prefix = f"{path}: "
-    return {"image": str(path), "error": msg[len(prefix):] if msg.startswith(prefix) else msg}
-
-
-def loaded_batches(paths: Sequence[Path], batch_size: int, max_side: int | None, errors: list[dict],
-                   progress: Progress | None = None,
-                   on_error: OnError | None = None) -> Iterator[list[tuple[int, LoadedImage]]]:
-    """Decode ``paths`` in chunks of ``batch_size``; an unreadable file is appended to ``errors`` (and passed to
-    ``on_error``) and counted on ``progress``; the caller counts the rest.
-
-    Yields:
-        Non-empty lists of ``(index into paths, LoadedImage)``.
-    """
-    for start in range(0, len(paths), batch_size):
-        loaded = []
-        for i in range(start, min(start + batch_size, len(paths))):
-            try:
-                loaded.append((i, load_image(paths[i], max_side)))
-            except Exception as e:  # noqa: BLE001 - ImageLoadError, or anything else a broken file triggers
-                errors.append(error_entry(paths[i], e))
-                if on_error is not None:
-                    on_error(errors[-1])
-                if progress is not None:
-                    progress(1)
-        if loaded:
-            yield loaded
+__all__ = ["OnError", "Progress", "error_entry", "evaluate_classification"]
 
 
 def evaluate_classification(pipe, data: LabelledImages, progress: Progress | None = None,
@@ -73,7 +42,7 @@ def evaluate_classification(pipe, data: LabelledImages, progress: Progress | Non
     """
     targets = map_to_space(data, pipe.labels)
     logits, kept, errors = [], [], []
-    for loaded in loaded_batches(data.paths, pipe.settings["batch_size"], pipe.settings["max_side"], errors,
+    for loaded in load_batches(data.paths, pipe.settings["batch_size"], pipe.settings["max_side"], errors,
                                  progress, on_error):
         res = pipe.classify_batch([im for _, im in loaded])
         logits.append(res.logits)

@@ -34,7 +34,8 @@ from ..io.images import load_image
 from ..io.writers import write_coco_detections
 from ..prompts import ClassSpace
 from ..structures import masks_to_rle
-from .classification import OnError, Progress, error_entry
+from ..io.images import error_entry
+from .classification import OnError, Progress
 from .coco import coco_detection_metrics
 from .data import name_key
 from .operating_point import operating_point_metrics

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -197,3 +198,35 @@ def as_loaded(image, max_side: int | None = None) -> LoadedImage:
             a = np.array(pil)
         return LoadedImage(a, (int(full[0]), int(full[1])))
     raise TypeError(f"expected an image path, PIL image or numpy array, got {type(image).__name__}")
+
+
+def error_entry(path: str | Path, error: BaseException | str) -> dict:
+    """The ``errors`` entry of a skipped image: ``{"image": path, "error": reason}`` (the reason without
+    a leading ``"<path>: "``, which :class:`~ovtools.errors.ImageLoadError` messages carry)."""
+    msg = str(error)
+    prefix = f"{path}: "
+    return {"image": str(path), "error": msg[len(prefix):] if msg.startswith(prefix) else msg}
+
+
+def load_batches(paths: Sequence[Path], batch_size: int, max_side: int | None, errors: list[dict],
+                 progress: Callable[[int], None] | None = None,
+                 on_error: Callable[[dict], None] | None = None) -> Iterator[list[tuple[int, LoadedImage]]]:
+    """Decode ``paths`` in chunks of ``batch_size``; an unreadable file is appended to ``errors`` (and passed to
+    ``on_error``) and counted on ``progress``; the caller counts the rest.
+
+    Yields:
+        Non-empty lists of ``(index into paths, LoadedImage)``.
+    """
+    for start in range(0, len(paths), batch_size):
+        loaded = []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                loaded.append((i, load_image(paths[i], max_side)))
+            except Exception as e:  # noqa: BLE001 - ImageLoadError, or anything else a broken file triggers
+                errors.append(error_entry(paths[i], e))
+                if on_error is not None:
+                    on_error(errors[-1])
+                if progress is not None:
+                    progress(1)
+        if loaded:
+            yield loaded
