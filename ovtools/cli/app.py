@@ -15,7 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # click's plain help: it wraps long option names instead of cutting them ("--contained-fra…")
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 

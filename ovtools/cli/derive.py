@@ -17,6 +17,7 @@ actually gave.
 
 from __future__ import annotations
 
+import copy
 import enum
 import functools
 import inspect
@@ -44,14 +45,16 @@ CLI_OPTIONS: dict[str, tuple[Any, Any]] = {
         "--output", "-o", help="Write results as JSON to this file (schema: ovtools.io.writers).",
         show_default=False, dir_okay=False)),
     "save_vis": (Optional[Path], typer.Option(
-        "--save-vis", help="Save annotated PNGs: a .png file for one image, a folder for several "
-        "(one <image stem>.png each).", show_default=False)),
+        "--save-vis", help="Save annotated PNGs at the original image size: a .png file for one image, or a "
+        "folder for several (one <image stem>.<command>.png each, so commands never replace each other's).",
+        show_default=False)),
     "vis_max_side": (Optional[int], typer.Option(
         "--vis-max-side", min=16, help="Draw --save-vis pictures at most this many pixels on the longer side. "
         "Default: the original size, so a picture lines up with the boxes in the JSON.", show_default=False)),
     "recursive": (bool, typer.Option("--recursive", "-r", help="Also take images from sub-folders of folder "
                                      "arguments.")),
-    "quiet": (bool, typer.Option("--quiet", "-q", help="Do not print the results (table or JSON) on stdout.")),
+    "quiet": (bool, typer.Option("--quiet", "-q", help="Do not print the results (table or JSON) on stdout, nor "
+                                 "stage and progress lines on stderr (failures are still reported).")),
 }
 _CLI_DEFAULTS = {"recursive": False, "quiet": False}
 #: Setting name → command-line flag of every derived option (the same for every command).
@@ -123,7 +126,7 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
             decls += [f.metadata["short"]] if f.metadata.get("short") else []
         elif base in (int, float, str):
             typ = base
-            if f.metadata.get("minimum") is not None and not f.metadata.get("exclusive_minimum"):
+            if f.metadata.get("minimum") is not None:  # an exclusive bound is enforced by the config (exit 2)
                 kwargs["min"] = f.metadata["minimum"]
             if f.metadata.get("maximum") is not None:
                 kwargs["max"] = f.metadata["maximum"]
@@ -167,11 +170,15 @@ def choice_option(name: str, choices: Iterable[str], *decls: str, help: str, def
     return option(name, _choice_enum(name, choices), *decls, help=help, default=default)
 
 
-def cli_parameters(names: Iterable[str]) -> list[inspect.Parameter]:
-    """Typer options for the named shared CLI options (:data:`CLI_OPTIONS`)."""
+def cli_parameters(names: Iterable[str], preset: str | None = None) -> list[inspect.Parameter]:
+    """Typer options for the named shared CLI options (:data:`CLI_OPTIONS`); ``--preset``'s help names the
+    command's default ``preset``."""
     out = []
     for name in names:
         typ, option = CLI_OPTIONS[name]
+        if name == "preset" and preset is not None:
+            option = copy.copy(option)
+            option.help = f"{option.help} Default: {preset}."
         out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_CLI_DEFAULTS.get(name),
                                      annotation=Annotated[typ, option]))
     return out
@@ -228,7 +235,7 @@ def build_command(app: typer.Typer, name: str, body: Callable[[Invocation], None
     common_params = config_parameters(CommonConfig, preset, taken)
     wanted = set(common)
     params += [p for p in common_params if p.name in wanted]
-    params += cli_parameters(cli)
+    params += cli_parameters(cli, preset)
     config_names = set(config_defaults(config_cls)) if config_cls is not None else set()
     if fields is not None:
         config_names &= set(fields)

@@ -37,7 +37,7 @@ import open_clip
 import torch
 from safetensors.torch import load_file
 
-from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError, first_line
+from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..resources import checkpoints_dir, model_configs_dir
 
 open_clip.add_model_config(model_configs_dir())
@@ -391,9 +391,9 @@ def load_clip(
             f"weights for model {model!r} pretrained {pretrained!r} are not in the local cache and could not be "
             "downloaded (offline?). Fetch them once on a connected machine (they go to ~/.cache/huggingface), "
             f"or pass a local checkpoint: --model {arch} --pretrained /path/to/open_clip_model.safetensors. "
-            "Offline, the shipped evaluation-world model runs: --preset detect-shapes / segment-shapes / "
-            "segment3d-shapes (or --model ovtools-shapes --pretrained shapes).\n"
-            f"  cause: {first_line(e)}"
+            "Offline, the shipped evaluation-world model runs: --preset classify-shapes / detect-shapes / "
+            "segment-shapes / segment3d-shapes (or --model ovtools-shapes --pretrained shapes). "
+            f"Cause: {' '.join(str(e).split()) or type(e).__name__}"
         ) from e
     finally:
         logging.getLogger().disabled = was

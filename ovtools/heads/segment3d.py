@@ -319,7 +319,7 @@ class Segment3DHead:
         if cfg.distill_steps > 0:
             say(f"distilling into the 3D network ({cfg.distill_steps} steps)")
             model = train_distill(scene.points, scene.colors, fused.features, fused.seen, steps=cfg.distill_steps,
-                                  batch=cfg.distill_batch, seed=cfg.seed)
+                                  batch=cfg.distill_batch, seed=cfg.seed, progress=progress)
             distilled = model.predict(scene.points, scene.colors).to(torch.float16).cpu()
         t3 = time.perf_counter()
         return SceneFeatures(scene, fused.features.cpu(), fused.count.cpu(), distilled, spacing, len(views),

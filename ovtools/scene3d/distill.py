@@ -28,7 +28,8 @@ MinkowskiNet), which is what labelling one scan needs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +149,8 @@ def _colors01(colors, n: int, dev) -> torch.Tensor:
 
 def train_distill(points, colors, target, seen=None, steps: int = 300, batch: int = 8192, lr: float = 1e-2,
                   seed: int = 0, *, resolutions: Sequence[int] = (16, 32, 64), channels: int = 8, hidden: int = 128,
-                  device: str | torch.device | None = None) -> DistillModel:
+                  device: str | torch.device | None = None,
+                  progress: Callable[[str], None] | None = None, every: float = 2.0) -> DistillModel:
     """Fit a :class:`DistillModel` to per-point target features with the loss ``1 - cos`` (OpenScene §3.2).
 
     Adam (betas 0.9/0.99 as instant-NGP), learning rate decayed by a cosine
@@ -169,6 +171,7 @@ def train_distill(points, colors, target, seen=None, steps: int = 300, batch: in
             so there runs may differ in the last bits).
         resolutions, channels, hidden: see :class:`DistillModel`.
         device: where to train; default: ``target``'s device if a tensor, else ``points``', else CPU.
+        progress: called with ``"distilling: step k/steps, loss x"`` at most every ``every`` seconds.
 
     Returns:
         The trained :class:`DistillModel` (eval mode) on ``device``; ``model.losses`` holds
@@ -206,7 +209,8 @@ def train_distill(points, colors, target, seen=None, steps: int = 300, batch: in
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     losses = []
     model.train()
-    for _ in range(steps):
+    last = time.perf_counter()
+    for step in range(steps):
         j = idx[torch.randint(idx.numel(), (batch,), generator=gen, device=dev)]
         pred = model(p[j], None if c is None else c[j])
         loss = (1 - F.cosine_similarity(pred, t[j].float(), dim=1)).mean()
@@ -215,6 +219,9 @@ def train_distill(points, colors, target, seen=None, steps: int = 300, batch: in
         opt.step()
         sched.step()
         losses.append(loss.detach())
+        if progress is not None and time.perf_counter() - last >= every:
+            last = time.perf_counter()
+            progress(f"distilling: step {step + 1}/{steps}, loss {float(loss):.3f}")
     model.eval()
     model.losses = torch.stack(losses).cpu().tolist()
     return model

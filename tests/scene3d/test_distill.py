@@ -102,3 +102,11 @@ def test_ensemble_softmax_score_and_errors():
         ensemble_features(fused, distilled[:, :2], classes)
     with pytest.raises(ValueError, match="logit_scale"):
         ensemble_features(fused, distilled, classes, logit_scale=0.0)
+
+
+def test_progress_lines_during_a_long_distillation():
+    """A long distillation says where it is (segment3d printed nothing for minutes before)."""
+    pts, cols, target = _toy(n=2000)
+    lines: list[str] = []
+    train_distill(pts, cols, target, steps=20, seed=0, progress=lines.append, every=0.0, **SMALL)
+    assert len(lines) == 20 and lines[-1].startswith("distilling: step 20/20, loss ")
