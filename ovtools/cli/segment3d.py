@@ -50,6 +50,8 @@ def segment3d(inv: Invocation) -> None:
         opt.usage_error(f"scene {scene} does not exist")
     if query is not None and not query.strip():
         opt.usage_error("--query must be a non-empty phrase")
+    if query is not None and (labels is not None or classes is not None):
+        opt.usage_error("give --query (relevancy to one phrase) or --labels/--classes (labels), not both")
     if uses_engine(inv):  # one summary row per scene into a .jsonl / .parquet file, locally or on Ray
         settings = {} if query is not None and labels is None and classes is None else \
             opt.class_options(labels, classes, opt.preset_has_classes(preset))

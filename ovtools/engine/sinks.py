@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..io.writers import OutputPathError, check_output_path
-from .records import key_field
+from .records import batched, key_field
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 _SCENE_JSON_FIELDS = ("points_per_class", "instances", "seconds")
@@ -73,17 +73,37 @@ def _parquet_row(task: str, row: dict) -> dict:
     return {k: json.dumps(v) if k in _SCENE_JSON_FIELDS and v is not None else v for k, v in row.items()}
 
 
-def read_jsonl_keys(path: Path, key: str, repair: bool = False) -> set[str]:
-    """Keys of the rows of a JSON Lines file; with ``repair`` a half-written last line is cut off."""
+def read_jsonl_keys(path: Path, key: str, repair: bool = False, result_field: str | None = None) -> set[str]:
+    """Keys of the rows of a JSON Lines file; with ``repair`` a half-written *last* line is cut off.
+
+    Args:
+        path: the file.
+        key: the field naming a row's input (``"image"`` or ``"scene"``).
+        repair: cut a last line that is not a complete row (a run stopped while writing it).
+        result_field: a field every result row (one without ``"error"``) of this task has
+            (``"detections"``, ``"top_k"``, ``"points_per_class"``): rows of another task are refused.
+
+    Raises:
+        ValueError: a line other than the last is not a row of this output, or a row belongs to another
+            task (the file and line are named; nothing is changed).
+    """
     keys: set[str] = set()
     good_end = 0
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                keys.add(str(json.loads(line)[key]))
-            except (ValueError, KeyError, TypeError):
-                break  # a line cut by a crash: everything from here is dropped
-            good_end += len(line)
+    lines = path.read_bytes().splitlines(keepends=True)
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or key not in row:
+                raise ValueError(f"not an ovtools row (no {key!r} field)")
+        except ValueError as e:
+            if n == len(lines) and not line.endswith(b"\n"):
+                break  # a line cut by a crash: dropped
+            raise ValueError(f"{path} line {n}: {e}; cannot resume into this file") from None
+        if result_field is not None and "error" not in row and result_field not in row:
+            raise ValueError(f"{path} line {n}: a row of another task (no {result_field!r}); cannot resume into "
+                             "this file")
+        keys.add(str(row[key]))
+        good_end += len(line)
     if repair and good_end != path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(good_end)
@@ -119,11 +139,13 @@ class RowSink:
         self.done: set[str] = set()
         self.resume = resume
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        field = "points_per_class" if self.key == "scene" else "top_k" if batched(task) else "detections"
         if resume and self.partial.exists():
-            self.done = read_jsonl_keys(self.partial, self.key, repair=True)
+            self.done = read_jsonl_keys(self.partial, self.key, repair=True, result_field=field)
         elif resume and self.path.exists() and self.format == "jsonl":
+            read_jsonl_keys(self.path, self.key, result_field=field)  # refused before anything is copied
             shutil.copyfile(self.path, self.partial)
-            self.done = read_jsonl_keys(self.partial, self.key, repair=True)
+            self.done = read_jsonl_keys(self.partial, self.key, repair=True, result_field=field)
         else:
             self.partial.write_bytes(b"")
         if resume and self.format == "parquet" and self.path.exists():

@@ -15,6 +15,7 @@ Another package registers a head through the entry-point group ``ovtools.heads``
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -53,13 +54,37 @@ class HeadSpec:
     masks: bool = False
 
 
-def _check_spec(name: str, spec: Any) -> None:
+#: Names a head cannot take: the commands that are not heads.
+RESERVED_NAMES = frozenset({"models", "train", "eval", "probe", "datagen", "export", "field"})
+#: Option names of every command (inputs, outputs, shared options): a head's config fields must not reuse them.
+RESERVED_FIELDS = frozenset({
+    "images", "scene", "preset", "output", "save_vis", "vis_max_side", "recursive", "quiet", "coco_output",
+    "save_labels", "sam_checkpoint", "sam_model", "query", "summary", "save_features", "engine", "ray_address",
+    "concurrency", "num_gpus", "num_cpus", "ray_batch_size", "local_num_cpus", "resume", "progress", "task"})
+_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
+
+
+def _check_spec(name: Any, spec: Any) -> None:
+    """Refuse, at registration, a spec that would break the pipelines or every command later."""
     if not isinstance(spec, HeadSpec):
         raise TypeError(f"head {name!r}: expected a HeadSpec, got {type(spec).__name__}")
+    if not isinstance(name, str) or not _NAME.match(name) or name in RESERVED_NAMES:
+        raise ValueError(f"head name {name!r}: must be lower-case letters, digits, '-' or '_' (starting with a "
+                         f"letter) and not a command name {sorted(RESERVED_NAMES)}")
     if spec.name != name:
         raise ValueError(f"head spec {spec.name!r} registered under another name {name!r}")
-    if not (dataclasses.is_dataclass(spec.config) and issubclass(spec.config, Config)):
-        raise TypeError(f"head {name!r}: config must be a dataclass deriving from ovtools.config.Config")
+    if not (isinstance(spec.config, type) and dataclasses.is_dataclass(spec.config)
+            and issubclass(spec.config, Config)):
+        raise TypeError(f"head {name!r}: config must be a dataclass class deriving from ovtools.config.Config")
+    clash = sorted(RESERVED_FIELDS & {f.name for f in dataclasses.fields(spec.config)})
+    if clash:
+        raise ValueError(f"head {name!r}: config fields {clash} clash with command options; rename them")
+    if not callable(spec.head):
+        raise TypeError(f"head {name!r}: head must be a class or callable (encoder, config) -> head")
+    if not isinstance(spec.result, type):
+        raise TypeError(f"head {name!r}: result must be a result structure class (Detections, ...)")
+    if spec.inputs not in ("images", "scene"):
+        raise ValueError(f"head {name!r}: inputs must be 'images' or 'scene', got {spec.inputs!r}")
 
 
 HEADS = Registry("head", group="ovtools.heads", check=_check_spec)
@@ -70,8 +95,13 @@ def register_head(spec: HeadSpec) -> HeadSpec:
 
     Raises:
         ValueError: the name is taken.
-        TypeError: not a :class:`HeadSpec`, or a config that is not a :class:`~ovtools.config.Config` dataclass.
+        TypeError: not a :class:`HeadSpec`; a config that is not a :class:`~ovtools.config.Config` dataclass,
+            a head that is not callable, a result that is not a class.
+        ValueError: a name that is not lower-case letters/digits/``-``/``_`` or is a command's name; config
+            fields named like command options (``output``, ``preset``, ...); ``inputs`` not images/scene.
     """
+    if not isinstance(spec, HeadSpec):
+        raise TypeError(f"register_head takes a HeadSpec, got {type(spec).__name__}")
     return HEADS.add(spec.name, spec)
 
 

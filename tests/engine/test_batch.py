@@ -171,3 +171,23 @@ def test_cli_engine_needs_a_streamed_output(photos, tmp_path):
     assert r.exit_code == 2 and ".jsonl" in r.output
     r = runner.invoke(app, ["detect", str(photos), *FAST_CLI, "--engine", "spark", "-o", str(tmp_path / "o.jsonl")])
     assert r.exit_code == 2 and "spark" in r.output and "local" in r.output  # refused by the option's choices
+
+
+def test_resume_refuses_files_it_cannot_trust(tmp_path):
+    """--resume into a file that is not this task's output stops with the file and line named, changing nothing
+    (it used to drop unparsable lines and call another task's rows "already done")."""
+    good = '{"image": "a.png", "image_size": [4, 4], "detections": []}\n'
+    for text, message in [
+        (good + "garbage{\n" + good.replace("a.png", "b.png"), "line 2"),
+        (good + "[1, 2]\n", "line 2: not an ovtools row"),
+        ('{"image": "a.png", "image_size": [4, 4], "rejected": false, "top_k": []}\n', "another task"),
+    ]:
+        out = tmp_path / "rows.jsonl"
+        out.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            RowSink(out, "detect", resume=True)
+        assert out.read_text() == text and not (tmp_path / "rows.jsonl.partial").exists()
+    out.write_text(good + '{"image": "b.png", "image_si')  # a run stopped while writing its last row
+    sink = RowSink(out, "detect", resume=True)
+    assert sink.done == {"a.png"}
+    sink.close()

@@ -198,3 +198,33 @@ def test_every_builtin_proposal_source_builds_and_runs(name, tiny_encoder, rgb_i
         assert b.ndim == 2 and b.shape[1] == 4 and np.isfinite(b).all()
         assert (b[:, 0] >= 0).all() and (b[:, 2] <= 160).all() and (b[:, 3] <= 120).all()
     torch.set_num_threads(torch.get_num_threads())
+
+
+def test_specs_that_would_break_every_command_are_refused_at_registration():
+    from dataclasses import dataclass
+
+    from ovtools.config import Config, setting
+    from ovtools.heads import HeadSpec, register_head
+    from ovtools.heads.detect import DetectConfig, DetectHead
+
+    @dataclass(frozen=True)
+    class Clash(Config):
+        """Uses a command option's name."""
+
+        output: str = setting("x", "Clashes with --output.")
+
+    bad = [
+        (HeadSpec(5, DetectConfig, DetectHead, Detections), ValueError, "head name 5"),
+        (HeadSpec("my head", DetectConfig, DetectHead, Detections), ValueError, "lower-case"),
+        (HeadSpec("eval", DetectConfig, DetectHead, Detections), ValueError, "command name"),
+        (HeadSpec("toy2", Clash, DetectHead, Detections), ValueError, r"\['output'\] clash"),
+        (HeadSpec("toy3", DetectConfig(), DetectHead, Detections), TypeError, "config must be"),
+        (HeadSpec("toy4", DetectConfig, 5, Detections), TypeError, "head must be"),
+        (HeadSpec("toy5", DetectConfig, DetectHead, Detections, inputs="video"), ValueError, "inputs must be"),
+    ]
+    for spec, error, message in bad:
+        with pytest.raises(error, match=message):
+            register_head(spec)
+    with pytest.raises(TypeError, match="HeadSpec"):
+        register_head("toy")
+    assert available_heads() == sorted(available_heads()) and "toy2" not in available_heads()
