@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..io.writers import OutputPathError, check_output_path
+from ..io.writers import OutputPathError, atomic_output, check_output_path
 from .records import batched, key_field
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -193,8 +193,7 @@ class RowSink:
         import pyarrow.parquet as pq
 
         schema = parquet_schema(self.task)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_output(self.path) as tmp:
             with pq.ParquetWriter(tmp, schema) as writer:
                 if self.resume and self.path.exists():
                     for batch in pq.ParquetFile(self.path).iter_batches():
@@ -208,7 +207,3 @@ class RowSink:
                             chunk = []
                 if chunk:
                     writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-            os.replace(tmp, self.path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 from .. import __version__
-from ..io.writers import check_output_path
+from ..io.writers import atomic_output, check_output_path
 from ..pipelines import ClassifyPipeline
 from .graphs import ImageEmbedder, ZeroShotClassifier
 
@@ -122,24 +120,18 @@ def export_pipeline(pipe: ClassifyPipeline, path: str | Path, task: Literal["cla
     meta = metadata(pipe, task)
     s = pipe.encoder.image_size
     example = torch.zeros(2, 3, s[0], s[1])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX/trace form
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_output(path) as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer and legacy-exporter deprecation notices
             if format == "onnx":
-                _write_onnx(module, example, tmp, meta, opset)
+                _write_onnx(module, example, str(tmp), meta, opset)
             else:
                 traced = torch.jit.trace(module, example, check_trace=False)
-                torch.jit.save(traced, tmp, _extra_files={"ovtools.json": json.dumps(meta)})
-        os.replace(tmp, path)
+                torch.jit.save(traced, str(tmp), _extra_files={"ovtools.json": json.dumps(meta)})
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -51,7 +51,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import __version__
@@ -107,6 +108,41 @@ def check_output_path(path: str | Path, inputs: Iterable[str | Path] = ()) -> Pa
     return path
 
 
+@contextmanager
+def atomic_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Give a temporary path in ``path``'s folder; on success move it onto ``path`` atomically.
+
+    For writers that only take a file name (safetensors, ``torch.jit.save``, ONNX, Parquet):
+    the file they write gets the usual permissions (``0o666`` minus umask; mkstemp and
+    safetensors create owner-only files) and replaces ``path`` with ``os.replace``; on an error
+    the temporary file is removed and ``path`` is left as it was.  Parent folders are created.
+
+    Args:
+        path: destination file.
+        inputs: input files that must not be overwritten.
+
+    Yields:
+        The temporary path (an empty file the writer may replace or truncate).
+
+    Raises:
+        OutputPathError: ``path`` is an input or a folder.
+        OSError: the folder is not writable (the temporary file is removed).
+    """
+    path = check_output_path(path, inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, inputs: Iterable[str | Path] = ()) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
 
@@ -124,22 +160,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, inputs: Iterable[str | Pat
         OutputPathError: ``path`` is an input or a folder.
         OSError: the folder is not writable (the temporary file is removed).
     """
-    path = check_output_path(path, inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_output(path, inputs) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str, inputs: Iterable[str | Path] = ()) -> Path:

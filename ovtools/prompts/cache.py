@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..io.writers import OutputPathError, atomic_output
 
 
 def default_cache_dir() -> Path:
@@ -70,13 +71,7 @@ class EmbeddingCache:
             return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.root)
-            os.close(fd)
-            try:
-                save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
-                os.replace(tmp, self.path(key))
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        except OSError as e:
+            with atomic_output(self.path(key)) as tmp:
+                save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        except (OSError, OutputPathError) as e:
             warnings.warn(f"could not write embedding cache under {self.root}: {e}", UserWarning, stacklevel=2)

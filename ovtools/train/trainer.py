@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..encoders.dense import dense_patch_features, resize_pos_embed
 from ..encoders.loading import load_clip
+from ..io.writers import atomic_output, atomic_write_text
 from .data import BatchSource, load_table
 from .loss import LOSSES, build_loss, resolve_loss
 
@@ -204,25 +204,18 @@ def save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.
     """
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous().clone()
           for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={k: str(v) for k, v in (meta or {}).items()})
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors writes owner-only files
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        save_file(sd, str(tmp), metadata={k: str(v) for k, v in (meta or {}).items()})
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def _save_checkpoint(out: Path, model, opt, sched, step: int, cfg: TrainConfig, loss_name: str, recent: list[float]):
     save_weights(model, out / "checkpoint.safetensors")
-    tmp = out / "checkpoint.optim.pt.tmp"
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp)
-    os.replace(tmp, out / "checkpoint.optim.pt")
+    with atomic_output(out / "checkpoint.optim.pt") as tmp:
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp)
     _write_json(out / "checkpoint.json", {"step": step, "model": cfg.model, "loss_name": loss_name,
                                           "recent_loss": recent[-50:], "config": asdict(cfg)})
 

@@ -194,3 +194,47 @@ def test_save_png_and_vis_names(tmp_path, dets):
     src.write_bytes(b"x")
     with pytest.raises(OutputPathError):
         save_png(Image.new("RGB", (2, 2)), src, inputs=[src])
+
+
+def _mode(p) -> int:
+    return os.stat(p).st_mode & 0o777
+
+
+def test_every_temporary_file_writer_gives_usual_permissions(tmp_path, tiny_encoder):
+    """Writers that only take a file name (safetensors, torch.jit.save, torch.save) wrote owner-only
+    files (mkstemp / safetensors create 0600): every output now gets 0o666 minus the umask."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ovtools.export import export_pipeline
+    from ovtools.io.writers import atomic_output
+    from ovtools.pipelines import ClassifyPipeline
+    from ovtools.prompts.cache import EmbeddingCache
+    from ovtools.train.trainer import save_weights
+
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "a.safetensors") as tmp:
+            save_file({"x": torch.zeros(2)}, str(tmp))
+        save_weights(torch.nn.Linear(2, 2), tmp_path / "w.safetensors")
+        pipe = ClassifyPipeline(encoder=tiny_encoder, labels="red, green", templates="single")
+        export_pipeline(pipe, tmp_path / "m.pt", "classify", "torchscript")
+        cache = EmbeddingCache(tmp_path / "cache")
+        cache.put("k", {"x": torch.zeros(2)})
+        outputs = [tmp_path / "a.safetensors", tmp_path / "w.safetensors", tmp_path / "m.pt", cache.path("k")]
+    finally:
+        os.umask(old)
+    assert {p.name: _mode(p) for p in outputs} == {p.name: 0o644 for p in outputs}
+    assert not list(tmp_path.glob(".*.tmp")) and not list((tmp_path / "cache").glob(".*.tmp"))
+
+
+def test_atomic_output_keeps_old_file_on_error(tmp_path):
+    from ovtools.io.writers import atomic_output
+
+    out = tmp_path / "o.bin"
+    out.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(out) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("writer failed")
+    assert out.read_bytes() == b"old" and not list(tmp_path.glob(".*.tmp"))
