@@ -101,6 +101,12 @@ class DetectConfig(Config):
     contained_margin: float = setting(
         0.1, "A larger detection absorbs a part lying inside it (contained-fraction) if its confidence is at most "
         "this much lower than the part's (1 = whatever the confidences).", minimum=0.0, maximum=1.0)
+    contained_keep: Literal["larger", "confident"] = setting(
+        "larger", "Which of two nested detections (the smaller lying contained-fraction inside the larger) "
+        "survives. larger: the larger one, when at most contained-margin less confident (parts of an object); "
+        "confident: the more confident one, whichever is larger (intersection-over-smaller NMS: a part or a "
+        "loose box around an object loses to the object's tight box when a region-trained model scores it "
+        "lower).")
     contained_any_label: bool = setting(
         False, "Apply contained-fraction whatever the larger detection's label (scenes where objects never "
         "contain other objects); off for photographs.")
@@ -315,10 +321,19 @@ class DetectHead:
             keep = keep[greedy_keep(box_iou(cand[keep], cand[keep]) > cfg.class_agnostic_iou)]  # in score order
         if cfg.contained_fraction is not None and len(keep) > 0:
             kb, kc, kl = cand[keep], conf[keep], ci[keep]
-            inside = _contained(kb, kb, kc, cfg.contained_fraction, cfg.contained_margin)
-            if not cfg.contained_any_label:
-                inside &= kl[:, None] == kl[None, :]
-            drop = inside.any(1)
+            if cfg.contained_keep == "confident":  # keep is in decreasing confidence: earlier wins
+                nested = _contained(kb, kb, kc, cfg.contained_fraction, 1.0)
+                nested = nested | nested.T
+                if not cfg.contained_any_label:
+                    nested &= kl[:, None] == kl[None, :]
+                keep = keep[greedy_keep(nested)]
+                kb, kc, kl = cand[keep], conf[keep], ci[keep]
+                drop = torch.zeros(len(keep), dtype=torch.bool)
+            else:
+                inside = _contained(kb, kb, kc, cfg.contained_fraction, cfg.contained_margin)
+                if not cfg.contained_any_label:
+                    inside &= kl[:, None] == kl[None, :]
+                drop = inside.any(1)
             if cfg.negatives_absorb_parts:
                 nb, nc = _negative_regions(boxes, s, emb)
                 if len(nb):
@@ -362,7 +377,14 @@ def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tenso
 
 
 def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.Tensor]:
-    """Proposals won by a class's own negative: (M, 4) boxes and (M,) scores ``sigmoid(s_neg - s_label)``."""
+    """Proposals that show a whole object of a class's own negative: (M, 4) boxes and (M,) scores
+    ``sigmoid(s_neg - s_label)``.
+
+    The own negative must beat the label *and* every shared negative (canonical and space-level:
+    "background", "things", ...): a loose box around a red star and a red circle, where "red circle"
+    beats "red star" but "things" fits better still, is no red circle and must not absorb the red star
+    inside it.
+    """
     shared = emb.space.shared_negatives()
     own = torch.tensor([n not in shared for n in emb.negative_names], dtype=torch.bool)
     if not bool(own.any()):
@@ -370,9 +392,12 @@ def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.
     mask = emb.negative_mask & own[None, :]                      # (C, K): class c's own negatives
     neg = s.negative_logits[:, None, :].masked_fill(~mask[None], float("-inf")).amax(-1)  # (N, C)
     margin = neg - s.logits                                      # own negative over label, per class
-    best, _ = margin.max(dim=1)
+    best, arg = margin.max(dim=1)
     score = torch.sigmoid(best)
     sel = torch.isfinite(best) & (score > 0.5)
+    if not bool(own.all()):
+        generic = s.negative_logits[:, ~own].amax(-1)            # (N,) the strongest shared negative
+        sel &= neg.gather(1, arg[:, None])[:, 0] > generic
     return boxes[sel], score[sel]
 
 
