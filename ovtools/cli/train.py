@@ -98,7 +98,7 @@ def train(
     device: Device = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train or fine-tune a CLIP model contrastively on image-caption pairs."""
+    """Train or fine-tune a CLIP model contrastively on image-caption pairs, or on region crops of a COCO file."""
     from ..errors import UnknownNameError, WeightsUnavailableError
     from ..train import TrainConfig
     from ..train import train as run

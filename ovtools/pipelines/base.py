@@ -200,8 +200,8 @@ class Pipeline:
         return emb
 
     def known_space(self) -> ClassSpace | None:
-        """The ``classes`` setting's class space, whose classes plain labels inherit negatives, synonyms and
-        templates from (:meth:`ClassSpace.from_names`); ``None`` without one."""
+        """The ``classes`` setting's class space, whose classes plain labels inherit negatives and synonyms
+        from (:meth:`ClassSpace.from_names`); ``None`` without one."""
         name = self.settings["classes"]
         if name is None:
             return None

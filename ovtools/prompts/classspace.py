@@ -112,8 +112,9 @@ class ClassSpace:
             known: a class space whose knowledge plain labels inherit (a preset's ``classes``): a name
                 that is one of its classes or synonyms (case-insensitive) gets that class's synonyms,
                 prompts and negatives (its look-alikes: "red circle" keeps being refused for
-                "red star"), and then the space's own negatives and template set apply too.
-                ``None``: plain classes (no synonyms, no extra negatives).
+                "red star"), and then the space's own negatives apply too.  The template set is
+                not inherited (labels keep the pipeline's, as before).  ``None``: plain classes
+                (no synonyms, no extra negatives).
         """
         index: dict[str, ClassSpec] = {}
         for c in (known.classes if known is not None else ()):
@@ -125,7 +126,7 @@ class ClassSpace:
             specs.append(ClassSpec(n) if spec is None else ClassSpec(n, spec.synonyms, spec.prompts, spec.negatives))
         if known is None or not any(n.casefold() in index for n in names):
             return cls(name=name, classes=tuple(specs))
-        return cls(name=name, classes=tuple(specs), negatives=known.negatives, templates=known.templates)
+        return cls(name=name, classes=tuple(specs), negatives=known.negatives)
 
     @classmethod
     def from_labels(cls, labels: str, known: "ClassSpace | None" = None) -> "ClassSpace":
