@@ -89,7 +89,7 @@ def test_fingerprint_depends_on_content_not_source(tmp_path):
     assert ClassSpace.from_labels("dog, cat").fingerprint() != ClassSpace.from_yaml(a).fingerprint()
 
 
-def test_plain_labels_inherit_a_known_space_s_negatives_synonyms_and_templates():
+def test_plain_labels_inherit_a_known_space_s_negatives_and_synonyms():
     known = ClassSpace.load("shapes")
     space = ClassSpace.from_labels("Red Star, teapot", known=known)
     assert space.names == ["Red Star", "teapot"]  # the user's spelling and order
