@@ -101,12 +101,6 @@ class DetectConfig(Config):
     contained_margin: float = setting(
         0.1, "A larger detection absorbs a part lying inside it (contained-fraction) if its confidence is at most "
         "this much lower than the part's (1 = whatever the confidences).", minimum=0.0, maximum=1.0)
-    contained_keep: Literal["larger", "confident"] = setting(
-        "larger", "Which of two nested detections (the smaller lying contained-fraction inside the larger) "
-        "survives. larger: the larger one, when at most contained-margin less confident (parts of an object); "
-        "confident: the more confident one, whichever is larger (intersection-over-smaller NMS: a part or a "
-        "loose box around an object loses to the object's tight box when a region-trained model scores it "
-        "lower).")
     contained_any_label: bool = setting(
         False, "Apply contained-fraction whatever the larger detection's label (scenes where objects never "
         "contain other objects); off for photographs.")
@@ -321,19 +315,10 @@ class DetectHead:
             keep = keep[greedy_keep(box_iou(cand[keep], cand[keep]) > cfg.class_agnostic_iou)]  # in score order
         if cfg.contained_fraction is not None and len(keep) > 0:
             kb, kc, kl = cand[keep], conf[keep], ci[keep]
-            if cfg.contained_keep == "confident":  # keep is in decreasing confidence: earlier wins
-                nested = _contained(kb, kb, kc, cfg.contained_fraction, 1.0)
-                nested = nested | nested.T
-                if not cfg.contained_any_label:
-                    nested &= kl[:, None] == kl[None, :]
-                keep = keep[greedy_keep(nested)]
-                kb, kc, kl = cand[keep], conf[keep], ci[keep]
-                drop = torch.zeros(len(keep), dtype=torch.bool)
-            else:
-                inside = _contained(kb, kb, kc, cfg.contained_fraction, cfg.contained_margin)
-                if not cfg.contained_any_label:
-                    inside &= kl[:, None] == kl[None, :]
-                drop = inside.any(1)
+            inside = _contained(kb, kb, kc, cfg.contained_fraction, cfg.contained_margin)
+            if not cfg.contained_any_label:
+                inside &= kl[:, None] == kl[None, :]
+            drop = inside.any(1)
             if cfg.negatives_absorb_parts:
                 nb, nc = _negative_regions(boxes, s, emb)
                 if len(nb):
