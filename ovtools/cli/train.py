@@ -3,6 +3,8 @@
     ovtools train data/shapes-train/captions.csv --model ovtools-shapes --out runs/shapes --steps 1500
     ovtools train my_folder/ --model RN50 --pretrained openai --out runs/ft --steps 300 --lr 1e-5
     ovtools train data/captions.csv --model ovtools-shapes --out runs/shapes --steps 3000 --resume runs/shapes
+    ovtools train my_boxes/annotations.json --model ovtools-shapes --pretrained shapes --out runs/regions \
+        --steps 300 --lr 3e-4          # region-level: proposal crops labelled by overlap with your boxes
 
 Exit codes: 0 trained, 2 usage error (missing data, unknown model, bad option).
 """
@@ -37,8 +39,10 @@ Device = setting_option(CommonConfig, "device")
 @app.command("train")
 def train(
     data: Annotated[Path, typer.Argument(
-        help="Image-caption CSV (columns filepath,caption[,label,image_labels]; paths relative to the CSV) "
-        "or an ImageFolder (caption 'a photo of a {folder name}').")],
+        help="Image-caption CSV (columns filepath,caption[,label,image_labels]; paths relative to the CSV), "
+        "an ImageFolder (caption 'a photo of a {folder name}'), or a COCO instances .json: region-level "
+        "training on proposal crops, captioned with the category when IoU >= 0.7 with a box and as "
+        "background when a part or a loose box (crops and CSV written to OUT/regions).")],
     model: Annotated[str, typer.Option(
         "--model", "-m", help="open_clip architecture, e.g. ovtools-shapes, RN50, ViT-B-32 (`ovtools models`).")],
     out: Annotated[Path, typer.Option(
@@ -79,17 +83,30 @@ def train(
         "--resume; the learning-rate schedule still spans --steps).", show_default=False)] = None,
     threads: Annotated[int, typer.Option(
         "--threads", min=1, help="CPU threads for torch (set OMP_WAIT_POLICY=PASSIVE on a shared machine).")] = 2,
+    region_proposals: Annotated[str, typer.Option(
+        "--region-proposals", help="COCO data: proposal source of the region crops (use your detector's: "
+        "segments, windows, hybrid, regions, sam).")] = "segments",
+    region_masked: Annotated[bool, typer.Option(
+        "--region-masked", help="COCO data: masked crops of mask proposals (train for segment) instead of box "
+        "crops (for detect); needs a mask source and masks in the file.")] = False,
+    region_padding: Annotated[float, typer.Option(
+        "--region-padding", min=0.0, max=2.0, help="COCO data: crop context per side, fraction of the box's "
+        "longer side (your head's context-padding: detect 0.3, segment 0.2).")] = 0.3,
+    region_max_side: Annotated[int, typer.Option(
+        "--region-max-side", min=16, help="COCO data: images are downscaled to this longer side before "
+        "proposals (your preset's max-side).")] = 512,
     device: Device = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train or fine-tune a CLIP model contrastively on image-caption pairs."""
+    """Train or fine-tune a CLIP model contrastively on image-caption pairs, or on region crops of a COCO file."""
     from ..errors import UnknownNameError, WeightsUnavailableError
     from ..train import TrainConfig
     from ..train import train as run
 
     opt.register_model_configs()
     if not data.exists():
-        opt.usage_error(f"training data {data} does not exist (give a caption CSV or an ImageFolder)")
+        opt.usage_error(f"training data {data} does not exist (give a caption CSV, an ImageFolder or a COCO "
+                        "instances .json)")
     if resume is not None and not resume.exists():
         opt.usage_error(f"--resume {resume} does not exist")
     if pretrained is not None and pretrained.lower() == "none":
@@ -101,6 +118,8 @@ def train(
             secondary_weight=secondary_weight, dense_weight=dense_weight, stop_after=stop_after,
             augment=not no_augment, resume=str(resume) if resume else None,
             save_every=save_every, threads=threads, device=device or "auto", save_dtype=save_dtype.value,
+            region_proposals=region_proposals, region_masked=region_masked, region_padding=region_padding,
+            region_max_side=region_max_side,
         )
         result = run(cfg, progress=not quiet)
     except (UnknownNameError, WeightsUnavailableError, FileNotFoundError, ValueError) as e:

@@ -49,6 +49,8 @@ _REGISTERED: set[Path] = set()  # resolved paths added from $OVTOOLS_MODEL_CONFI
 SHIPPED_TAGS: dict[tuple[str, str], str] = {
     ("ovtools-shapes", "shapes"): "ovtools-shapes.safetensors",
     ("ovtools-shapes", "shapes3d"): "ovtools-shapes3d.safetensors",
+    # region-level fine-tuning for detect-shapes / segment-shapes (scripts/finetune_shapes_regions.sh)
+    ("ovtools-shapes", "shapes-regions"): "ovtools-shapes-regions.safetensors",
 }
 
 MODEL_CONFIGS_ENV = "OVTOOLS_MODEL_CONFIGS"

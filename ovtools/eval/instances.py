@@ -11,8 +11,9 @@ not occur in it is queried alone (with its synonyms and the class space's negati
 the share of images where nothing is reported is ``absent_label_rejection``.  The hard case
 is a *look-alike*: the absent category whose class embedding is closest to one of the
 present categories (same colour or same shape in the evaluation world, "cat" beside a
-"dog"), queried as a user types it (the plain label: only the canonical negatives, none of
-the class space's own); ``lookalike_label_rejection`` is the same share for those queries.  At the
+"dog"), queried as a user types it (``labels=[name]``: a plain label, which inherits what the
+pipeline's ``classes`` setting knows about that name, :meth:`~ovtools.prompts.ClassSpace.from_names`);
+``lookalike_label_rejection`` is the same share for those queries.  At the
 preset's threshold, :mod:`ovtools.eval.operating_point` gives precision, recall and
 duplicates per object of exactly what the pipeline reports.
 
@@ -151,7 +152,7 @@ def evaluate_instances(pipe, data: CocoData, absent: bool = True, seed: int = 0,
                     absent_k = [index[name_key(c)] for c in candidates]
                     alike = absent_k[int(similar[np.ix_(absent_k, present_k)].max(1).argmax())]
                     alike_n += 1
-                    # as a user types it: the plain label, without the class space's own negatives
+                    # as a user types it: a plain label (it inherits the preset class space's negatives)
                     alike_ok += len(pipe(image, labels=[space.names[alike]])) == 0
         if progress is not None:
             progress(1)

@@ -21,7 +21,7 @@ from ..pipelines import ClassifyPipeline, DetectPipeline, Segment3DPipeline, Seg
 from .probe import probe_evaluation
 from .run import evaluate
 
-HELD_OUT_SEED = 2000  # training uses seed 0 (scripts/train_shapes_model.sh); tuning used 1000-1999
+HELD_OUT_SEED = 2000  # training: seeds 0 (train_shapes_model.sh), 5000 (finetune_shapes_regions.sh); tuning 1000-1999
 
 
 @dataclass

@@ -362,7 +362,14 @@ def _contained(inner: torch.Tensor, outer: torch.Tensor, inner_conf: torch.Tenso
 
 
 def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.Tensor]:
-    """Proposals won by a class's own negative: (M, 4) boxes and (M,) scores ``sigmoid(s_neg - s_label)``."""
+    """Proposals that show a whole object of a class's own negative: (M, 4) boxes and (M,) scores
+    ``sigmoid(s_neg - s_label)``.
+
+    The own negative must beat the label *and* every shared negative (canonical and space-level:
+    "background", "things", ...): a loose box around a red star and a red circle, where "red circle"
+    beats "red star" but "things" fits better still, is no red circle and must not absorb the red star
+    inside it.
+    """
     shared = emb.space.shared_negatives()
     own = torch.tensor([n not in shared for n in emb.negative_names], dtype=torch.bool)
     if not bool(own.any()):
@@ -370,9 +377,12 @@ def _negative_regions(boxes: torch.Tensor, s, emb) -> tuple[torch.Tensor, torch.
     mask = emb.negative_mask & own[None, :]                      # (C, K): class c's own negatives
     neg = s.negative_logits[:, None, :].masked_fill(~mask[None], float("-inf")).amax(-1)  # (N, C)
     margin = neg - s.logits                                      # own negative over label, per class
-    best, _ = margin.max(dim=1)
+    best, arg = margin.max(dim=1)
     score = torch.sigmoid(best)
     sel = torch.isfinite(best) & (score > 0.5)
+    if not bool(own.all()):
+        generic = s.negative_logits[:, ~own].amax(-1)            # (N,) the strongest shared negative
+        sel &= neg.gather(1, arg[:, None])[:, 0] > generic
     return boxes[sel], score[sel]
 
 

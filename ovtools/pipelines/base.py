@@ -178,9 +178,9 @@ class Pipeline:
         if isinstance(labels, ClassSpace):
             space = labels
         elif isinstance(labels, str):
-            space = ClassSpace.from_labels(labels)
+            space = ClassSpace.from_labels(labels, known=self.known_space())
         elif isinstance(labels, Sequence):
-            space = ClassSpace.from_names(parse_labels(list(labels)))
+            space = ClassSpace.from_names(parse_labels(list(labels)), known=self.known_space())
         else:
             raise TypeError(f"labels must be a string, a list of strings or a ClassSpace, got {type(labels).__name__}")
         tname = templates if templates is not None else self.settings["templates"]
@@ -198,6 +198,17 @@ class Pipeline:
                 if emb.space != space:  # same classes under another name: reuse the tensors
                     emb = dataclasses.replace(emb, space=space)
         return emb
+
+    def known_space(self) -> ClassSpace | None:
+        """The ``classes`` setting's class space, whose classes plain labels inherit negatives and synonyms
+        from (:meth:`ClassSpace.from_names`); ``None`` without one."""
+        name = self.settings["classes"]
+        if name is None:
+            return None
+        with self._lock:
+            if getattr(self, "_known", (None, None))[0] != name:
+                self._known = (name, ClassSpace.load(name))
+            return self._known[1]
 
     def set_labels(self, labels: str | Sequence[str] | ClassSpace, templates: str | None = None) -> ClassEmbeddings:
         """Change the classes without reloading the model (arguments as :meth:`embed`).

@@ -103,14 +103,35 @@ class ClassSpace:
 
     # ------------------------------------------------------------------ builders
     @classmethod
-    def from_names(cls, names: list[str], name: str = "labels") -> "ClassSpace":
-        """A space with one plain class per name (no synonyms, no extra negatives)."""
-        return cls(name=name, classes=tuple(ClassSpec(n) for n in names))
+    def from_names(cls, names: list[str], name: str = "labels", known: "ClassSpace | None" = None) -> "ClassSpace":
+        """A space with one class per name.
+
+        Args:
+            names: class names, in class-id order.
+            name: the space's name.
+            known: a class space whose knowledge plain labels inherit (a preset's ``classes``): a name
+                that is one of its classes or synonyms (case-insensitive) gets that class's synonyms,
+                prompts and negatives (its look-alikes: "red circle" keeps being refused for
+                "red star"), and then the space's own negatives apply too.  The template set is
+                not inherited (labels keep the pipeline's, as before).  ``None``: plain classes
+                (no synonyms, no extra negatives).
+        """
+        index: dict[str, ClassSpec] = {}
+        for c in (known.classes if known is not None else ()):
+            for key in (c.name, *c.synonyms):
+                index.setdefault(key.casefold(), c)
+        specs = []
+        for n in names:
+            spec = index.get(n.casefold())
+            specs.append(ClassSpec(n) if spec is None else ClassSpec(n, spec.synonyms, spec.prompts, spec.negatives))
+        if known is None or not any(n.casefold() in index for n in names):
+            return cls(name=name, classes=tuple(specs))
+        return cls(name=name, classes=tuple(specs), negatives=known.negatives)
 
     @classmethod
-    def from_labels(cls, labels: str) -> "ClassSpace":
-        """Parse a ``--labels`` string (see :func:`parse_labels`)."""
-        return cls.from_names(parse_labels(labels))
+    def from_labels(cls, labels: str, known: "ClassSpace | None" = None) -> "ClassSpace":
+        """Parse a ``--labels`` string (see :func:`parse_labels`); ``known`` as in :meth:`from_names`."""
+        return cls.from_names(parse_labels(labels), known=known)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ClassSpace":

@@ -9,7 +9,9 @@ temperature) with linear warm-up then cosine decay, learnable temperature
 * ``checkpoint.json`` — step, model name, config, recent loss,
 * ``checkpoint.optim.pt`` — optimizer and scheduler state, for ``--resume``,
 * ``model.safetensors`` (+ ``model.json``) — the final weights, in ``save_dtype``,
-* ``log.jsonl`` — one line per ``log_every`` steps.
+* ``log.jsonl`` — one line per ``log_every`` steps,
+* ``regions/`` — with a COCO instances file as ``data``: the region crops and their
+  ``regions.csv`` (:mod:`ovtools.train.regions`), made once and reused on ``--resume``.
 
 Example:
     >>> cfg = TrainConfig(data="data/train/captions.csv", model="ovtools-shapes", out="runs/s")  # doctest: +SKIP
@@ -37,6 +39,8 @@ from ..encoders.loading import load_clip
 from ..io.writers import atomic_output, atomic_write_text
 from .data import BatchSource, load_table
 from .loss import LOSSES, build_loss, resolve_loss
+from .regions import CSV_NAME as REGIONS_CSV
+from .regions import RegionDataConfig, write_region_data
 
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -46,7 +50,8 @@ class TrainConfig:
     """Everything a training run depends on.
 
     Attributes:
-        data: caption CSV or ImageFolder.
+        data: caption CSV, ImageFolder, or COCO instances JSON (region-level training: proposal
+            crops labelled by their overlap with the boxes, :mod:`ovtools.train.regions`).
         model: open_clip architecture name (ovtools' shipped ones included).
         pretrained: starting weights (open_clip tag or local file); ``None`` = from scratch.
         out: output folder.
@@ -71,6 +76,11 @@ class TrainConfig:
             per-position features used by ``scoring="dense"`` with the text space; 0 = off.
         stop_after: run at most this many steps in this call, then checkpoint (time-sliced
             runs; the learning-rate schedule still spans ``steps``); ``None`` = run to ``steps``.
+        region_proposals: COCO data: proposal source of the region crops (the detector's, e.g. ``segments``).
+        region_masked: COCO data: masked crops of mask proposals (for ``segment``) instead of box crops.
+        region_padding: COCO data: crop context, fraction of the box's longer side (the head's
+            ``context_padding``).
+        region_max_side: COCO data: processing size bound in pixels (the preset's ``max_side``).
     """
 
     data: str
@@ -95,6 +105,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     stop_after: int | None = None
     dense_weight: float = 0.0
+    region_proposals: str = "segments"
+    region_masked: bool = False
+    region_padding: float = 0.3
+    region_max_side: int = 512
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -185,6 +199,21 @@ def image_and_dense_features(visual, x: torch.Tensor) -> tuple[torch.Tensor, tor
     return visual(x), dense_patch_features(visual, x).mean((1, 2))
 
 
+def is_coco_file(path: str | Path) -> bool:
+    """Whether training data is a COCO instances file (a ``.json`` file) rather than a CSV or folder."""
+    return Path(path).suffix.lower() == ".json" and Path(path).is_file()
+
+
+def _region_csv(cfg: TrainConfig, out: Path, size: int, mean, std) -> Path:
+    """The region rows of a COCO file, written to ``OUT/regions`` once (reused when resuming)."""
+    folder = out / "regions"
+    if (folder / REGIONS_CSV).is_file():
+        return folder / REGIONS_CSV
+    rcfg = RegionDataConfig(proposals=cfg.region_proposals, masked=cfg.region_masked,
+                            context_padding=cfg.region_padding, max_side=cfg.region_max_side, seed=cfg.seed)
+    return write_region_data(cfg.data, folder, size, tuple(mean), tuple(std), rcfg)
+
+
 def _resume_paths(resume: str | Path) -> tuple[Path, Path, Path]:
     p = Path(resume)
     if p.is_dir():
@@ -241,9 +270,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = load_table(cfg.data)
-    loss_name = resolve_loss(cfg.loss, table.has_labels, table.captions_repeat)
-
     torch.manual_seed(cfg.seed)
     loaded = load_clip(cfg.model, cfg.pretrained, device=cfg.device)
     model, device = loaded.model, loaded.device
@@ -255,6 +281,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     mean = getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
     std = getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+    table = load_table(_region_csv(cfg, out, size, mean, std) if is_coco_file(cfg.data) else cfg.data)
+    loss_name = resolve_loss(cfg.loss, table.has_labels, table.captions_repeat)
     data = BatchSource(table, loaded.tokenizer, size, mean, std, min(cfg.batch_size, len(table)), cfg.seed,
                        cfg.augment, cfg.secondary_weight)
 

@@ -169,3 +169,24 @@ def test_region_won_by_an_own_negative_absorbs_parts_inside_it(tiny_encoder):
     absorb = DetectHead(tiny_encoder, negatives_absorb_parts=True, class_agnostic_iou=None)
     det = absorb.detections_from_features(boxes, feats, emb, (200, 200), (200, 200))
     assert len(det) == 1 and det.xyxy[0].tolist() == [150, 150, 190, 190]
+
+
+def test_loose_region_of_an_own_negative_does_not_absorb_a_true_object(tiny_encoder):
+    """Query "blue square" alone: a loose box around a blue square and a blue cross beside it scores the own
+    negative ("blue cross") above the label but a shared negative ("object") above both; it shows no cross, so
+    the real square inside it stays reported (the bug: it was absorbed as a part of the "cross")."""
+    from ovtools.prompts import ClassEmbeddings, ClassSpec, load_templates
+
+    e = torch.eye(tiny_encoder.embed_dim)
+    space = ClassSpace("q", (ClassSpec("blue square", negatives=("blue cross",)),))
+    emb = ClassEmbeddings(space, e[:1], torch.stack([e[1], e[2]]), ("object", "blue cross"),
+                          torch.ones(1, 2, dtype=torch.bool), load_templates("single"))
+    boxes = torch.tensor([[0.0, 0, 120, 100], [10, 20, 60, 70]])
+    loose = F.normalize(e[1] + 0.5 * e[2] + 0.2 * e[0], dim=0)
+    feats = torch.stack([loose, e[0]])
+    head = DetectHead(tiny_encoder, negatives_absorb_parts=True, class_agnostic_iou=None)
+    det = head.detections_from_features(boxes, feats, emb, (200, 200), (200, 200))
+    assert len(det) == 1 and det.xyxy[0].tolist() == [10, 20, 60, 70]
+    # a region that does show the cross (its own negative beats "object" too) still absorbs
+    feats = torch.stack([F.normalize(e[2] + 0.5 * e[1] + 0.2 * e[0], dim=0), F.normalize(e[0] + 0.3 * e[2], dim=0)])
+    assert len(head.detections_from_features(boxes, feats, emb, (200, 200), (200, 200))) == 0

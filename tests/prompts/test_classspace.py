@@ -87,3 +87,19 @@ def test_fingerprint_depends_on_content_not_source(tmp_path):
     b.write_text("classes:\n  - dog\n  - name: cat\n    synonyms: [kitty]\nname: other")
     assert ClassSpace.from_yaml(a).fingerprint() == ClassSpace.from_yaml(b).fingerprint()
     assert ClassSpace.from_labels("dog, cat").fingerprint() != ClassSpace.from_yaml(a).fingerprint()
+
+
+def test_plain_labels_inherit_a_known_space_s_negatives_and_synonyms():
+    known = ClassSpace.load("shapes")
+    space = ClassSpace.from_labels("Red Star, teapot", known=known)
+    assert space.names == ["Red Star", "teapot"]  # the user's spelling and order
+    star = space.classes[0]
+    assert "red circle" in star.negatives and "orange star" in star.negatives  # its look-alikes
+    assert space.classes[1].negatives == () and space.negatives == known.negatives
+    assert space.templates is None  # the pipeline's template set, as for any plain label
+    assert "red circle" in space.all_negatives() and "background" in space.all_negatives()
+    # asked together, a look-alike is a class and not a negative
+    both = ClassSpace.from_names(["red star", "red circle"], known=known)
+    assert "red circle" not in both.all_negatives() and "red square" in both.all_negatives()
+    # names the known space does not have: plain classes, as without it
+    assert ClassSpace.from_labels("teapot", known=known) == ClassSpace.from_labels("teapot")
