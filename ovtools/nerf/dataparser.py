@@ -30,6 +30,7 @@ the ``val``/``test`` split, the rest is ``train``; 0 = every frame trains and is
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Type
@@ -45,7 +46,7 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from ..prompts.cache import cache_key, default_cache_dir
-from ..scene3d import RGBDFolder, RGBDFrame, read_depth, scale_intrinsics
+from ..scene3d import Camera, RGBDFolder, RGBDFrame, read_depth, scale_intrinsics
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 _REGISTERED = "frames-v1"  # bump when the registered layout changes
@@ -81,6 +82,46 @@ def from_model_frame(points: np.ndarray, transform: np.ndarray, scale: float) ->
     """Inverse of :func:`to_model_frame`: float64 (N, 3) world metres of field-frame points."""
     T = np.asarray(transform, np.float64)
     return (np.asarray(points, np.float64) / scale - T[:3, 3]) @ T[:3, :3]
+
+
+def nerfstudio_cameras(cameras: Sequence[Camera], transform: np.ndarray, scale: float) -> Cameras:
+    """nerfstudio :class:`Cameras` (model frame, OpenGL axes, pixel centres at +0.5) of ovtools cameras.
+
+    Args:
+        cameras: :class:`~ovtools.scene3d.Camera` s in the data's world frame (OpenCV axes, metres).
+        transform: (3, 4) ``dataparser_transform`` of the run.
+        scale: ``dataparser_scale`` of the run.
+    """
+    T = np.eye(4)
+    T[:3, :4] = np.asarray(transform, np.float64)[:3, :4]
+    c2w = []
+    for c in cameras:
+        m = T @ c.pose
+        m[:3, 3] *= scale
+        c2w.append(opencv_to_opengl(m)[:3, :4])
+    col = lambda vals: torch.tensor(vals, dtype=torch.float32)[:, None]  # noqa: E731
+    return Cameras(
+        fx=col([c.K[0, 0] for c in cameras]), fy=col([c.K[1, 1] for c in cameras]),
+        cx=col([c.K[0, 2] + 0.5 for c in cameras]), cy=col([c.K[1, 2] + 0.5 for c in cameras]),
+        height=torch.tensor([[c.size[0]] for c in cameras]), width=torch.tensor([[c.size[1]] for c in cameras]),
+        camera_to_worlds=torch.from_numpy(np.stack(c2w)).float(), camera_type=CameraType.PERSPECTIVE)
+
+
+def cameras_to_ovtools(cameras: Cameras, transform: np.ndarray, scale: float) -> list[Camera]:
+    """The inverse of :func:`nerfstudio_cameras`: ovtools cameras in the data's world frame (OpenCV axes, metres)."""
+    T = np.eye(4)
+    T[:3, :4] = np.asarray(transform, np.float64)[:3, :4]
+    Tinv = np.linalg.inv(T)
+    out = []
+    for i in range(cameras.shape[0]):
+        m = np.eye(4)
+        m[:3, :4] = cameras.camera_to_worlds[i].double().cpu().numpy()
+        m[:3, 3] /= scale
+        pose = Tinv @ opencv_to_opengl(m)
+        K = np.array([[float(cameras.fx[i]), 0.0, float(cameras.cx[i]) - 0.5],
+                      [0.0, float(cameras.fy[i]), float(cameras.cy[i]) - 0.5], [0.0, 0.0, 1.0]])
+        out.append(Camera(K, pose, (int(cameras.height[i]), int(cameras.width[i])), f"dataset-{i}"))
+    return out
 
 
 def register_depth(frame: RGBDFrame) -> np.ndarray:
