@@ -9,7 +9,7 @@ Two figures, measured with the code users run:
   preset, for a side-by-side figure.
 * **Localisation accuracy** (LERF, Kerr et al. ICCV 2023, §4.2): on held-out views — cameras on a ring
   at ``elevation`` degrees, between the training rings (30°, 55°) of ``ovtools datagen --rgbd-views``,
-  so no training image shows them — every object whose mask covers at least ``min_pixels`` pixels is
+  so no training image shows them — every object whose mask covers at least ``min_area`` of the view is
   queried by its class (name, synonyms and templates of the class space); the query counts as found
   when the highest-relevancy pixel lies in the mask of an object of that class.  Masks come from the
   ground-truth cloud rendered with the same camera (:func:`ovtools.scene3d.render_points`).
@@ -81,7 +81,7 @@ def point_miou(pred: np.ndarray, gt_space: np.ndarray, names: list[str]) -> dict
 
 
 def localisation(field_pipe: FeatureFieldPipeline, cloud, gt: np.ndarray, space: ClassSpace, to_space: np.ndarray,
-                 n_views: int = 6, elevation: float = 42.5, min_pixels: int = 30,
+                 n_views: int = 6, elevation: float = 42.5, min_area: float = 0.003,
                  progress: Callable[[str], None] | None = None) -> dict:
     """LERF localisation accuracy on held-out views (module docs).
 
@@ -91,7 +91,7 @@ def localisation(field_pipe: FeatureFieldPipeline, cloud, gt: np.ndarray, space:
         gt: int64 (N,) its manifest class ids; ``to_space`` maps them to ``space`` ids.
         n_views: held-out cameras on the ring.
         elevation: their elevation in degrees.
-        min_pixels: an object smaller than this in a view is not queried there.
+        min_area: an object covering less than this fraction of a view is not queried there.
 
     Returns:
         ``{"accuracy", "n_queries", "n_found", "n_views", "per_class": {name: [found, queries]}}``.
@@ -117,7 +117,7 @@ def localisation(field_pipe: FeatureFieldPipeline, cloud, gt: np.ndarray, space:
             if i <= 0:  # 0 = the floor: LERF queries objects
                 continue
             mask = ins_map == i
-            if mask.sum() < min_pixels:
+            if mask.sum() < max(1.0, min_area * mask.size):
                 continue
             c = int(cls_map[mask][0])
             spec = space.classes[int(to_space[c])]
@@ -142,8 +142,8 @@ def _view_size(field_pipe: FeatureFieldPipeline) -> tuple[int, int]:
 
 
 def evaluate_field(field_pipe: FeatureFieldPipeline, scene: str | Path | None = None, labels=None, *,
-                   localise: bool = True, n_views: int = 6, min_pixels: int = 30, segment3d_preset: str | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict:
+                   localise: bool = True, n_views: int = 6, min_area: float = 0.003,
+                   segment3d_preset: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """mIoU at the ground-truth points and LERF localisation accuracy of a field (module docs).
 
     Args:
@@ -181,7 +181,7 @@ def evaluate_field(field_pipe: FeatureFieldPipeline, scene: str | Path | None = 
     if localise:
         t0 = time.perf_counter()
         out["localisation"] = localisation(field_pipe, cloud, gt, space, to_space, n_views=n_views,
-                                           min_pixels=min_pixels, progress=progress)
+                                           min_area=min_area, progress=progress)
         seconds["localisation"] = round(time.perf_counter() - t0, 3)
     if segment3d_preset is not None:
         t0 = time.perf_counter()
