@@ -100,7 +100,7 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
     config.run_dir = run
     config.machine.seed = seed
     register_methods()
-    previous = CONSOLE.quiet
+    previous, threads = CONSOLE.quiet, torch.get_num_threads()
     CONSOLE.quiet = quiet or previous
     if quiet:
         config.logging.local_writer.enable = False
@@ -114,6 +114,7 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
         trainer.train()
     finally:
         CONSOLE.quiet = previous
+        torch.set_num_threads(threads)  # the pipeline may have set its cpu_threads
     return run
 
 
