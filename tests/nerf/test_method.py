@@ -77,6 +77,12 @@ def no_network(monkeypatch):
     monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")  # no cached AlexNet to hide a download
 
 
+def _coarse_pyramid(config) -> None:
+    """Two coarse crop scales: ~40 crops per image instead of ~2000 (the test is about plumbing, not quality)."""
+    config.pipeline.datamanager.pyramid_scales = (0.25, 0.4)
+    config.pipeline.datamanager.pyramid_stride = 1.0
+
+
 @pytest.fixture(scope="module")
 def tiny_transforms_scene(rgbd_scene):
     _, folder = rgbd_scene
@@ -87,7 +93,7 @@ def test_two_cpu_iterations_offline_then_the_checkpoint_loads_and_renders(tiny_t
                                                                           monkeypatch, no_network):
     monkeypatch.setenv("OVTOOLS_PYRAMID_DIR", str(tmp_path / "pyramids"))
     run = train_field(tiny_transforms_scene, tmp_path / "run", "ovtools-field-small", model="ovtools-shapes",
-                      pretrained="shapes3d", max_iterations=2, quiet=True)
+                      pretrained="shapes3d", max_iterations=2, quiet=True, configure=_coarse_pyramid)
     assert run == (tmp_path / "run").resolve()
     assert (run / "config.yml").is_file() and (run / "dataparser_transforms.json").is_file()
     assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
@@ -120,7 +126,7 @@ def test_two_cpu_iterations_offline_then_the_checkpoint_loads_and_renders(tiny_t
 
     # a second run on the same images and CLIP reuses the cached pyramid
     train_field(tiny_transforms_scene, tmp_path / "run2", "ovtools-field-small", model="ovtools-shapes",
-                pretrained="shapes3d", max_iterations=1, quiet=True)
+                pretrained="shapes3d", max_iterations=1, quiet=True, configure=_coarse_pyramid)
     assert len(list((tmp_path / "pyramids").glob("*.safetensors"))) == 1
 
 
