@@ -123,6 +123,8 @@ def test_two_cpu_iterations_offline_then_the_checkpoint_loads_and_renders(tiny_t
     assert out["clip"].shape == (h, w, 128)
     assert torch.allclose(out["clip"].norm(dim=-1), torch.ones(h, w), atol=1e-4)
     assert bool(torch.isfinite(out["rgb"]).all())
+    model.render_language = False
+    assert "clip" not in model.get_outputs_for_camera(cam)
 
     # a second run on the same images and CLIP reuses the cached pyramid
     train_field(tiny_transforms_scene, tmp_path / "run2", "ovtools-field-small", model="ovtools-shapes",
