@@ -136,16 +136,17 @@ def _small() -> FieldTrainerConfig:
         steps_per_save=500, max_num_iterations=steps, mixed_precision=False,
         machine=MachineConfig(device_type=device),
         pipeline=FieldPipelineConfig(
+            cpu_threads=1,
             datamanager=FieldDataManagerConfig(
                 dataparser=_dataparser(), train_num_rays_per_batch=1024, eval_num_rays_per_batch=1024,
-                pyramid_scales=(0.1, 0.15, 0.22, 0.33), pyramid_stride=0.75),
+                pyramid_scales=(0.075, 0.1, 0.14, 0.2), pyramid_stride=0.5),
             model=OVFieldModelConfig(
                 eval_num_rays_per_chunk=1 << 13, average_init_density=0.01, implementation="torch",
                 camera_optimizer=CameraOptimizerConfig(mode="off"), use_appearance_embedding=False,
                 background_color="black", num_levels=8, max_res=512, log2_hashmap_size=17, hidden_dim=32,
-                hidden_dim_color=32, num_proposal_samples_per_ray=(64, 32), num_nerf_samples_per_ray=24,
+                hidden_dim_color=32, num_proposal_iterations=1, num_proposal_samples_per_ray=(48,),
+                num_nerf_samples_per_ray=16,
                 proposal_net_args_list=[
-                    {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 64, "use_linear": False},
                     {"hidden_dim": 16, "log2_hashmap_size": 15, "num_levels": 5, "max_res": 128, "use_linear": False},
                 ],
                 proposal_warmup=1000, proposal_weights_anneal_max_num_iters=500, depth_loss_mult=1e-2,

@@ -75,7 +75,7 @@ class OVFieldModelConfig(DepthNerfactoModelConfig):
     """weight of the Huber loss between rendered and pyramid CLIP embeddings (LERF: 0.1)."""
     language_min_accumulation: float = 0.5
     """rays whose accumulated opacity is below this get no language loss (background)."""
-    default_query_scale: float = 0.15
+    default_query_scale: float = 0.1
     """crop size (model-frame units) used when a ray bundle carries no clip_scales."""
 
 
@@ -104,6 +104,9 @@ class OVFieldModel(NerfactoModel):
     """
 
     config: OVFieldModelConfig
+    render_language: bool = True
+    """Whether :meth:`get_outputs` renders ``"clip"`` outside training (set False on an instance to render
+    only rgb/depth/accumulation, about half the cost on the CPU)."""
 
     def populate_modules(self) -> None:
         """Build nerfacto's modules (as ``NerfactoModel.populate_modules``, without LPIPS) and the language field."""
@@ -166,7 +169,8 @@ class OVFieldModel(NerfactoModel):
     # --------------------------------------------------------------------- rendering
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
         """Render rays: nerfacto's ``rgb``, ``depth``, ``expected_depth``, ``accumulation`` (N, 1|3) and
-        ``clip`` float32 (N, D) L2-normalised, plus training-only lists for the losses."""
+        ``clip`` float32 (N, D) L2-normalised (unless :attr:`render_language` is False outside training),
+        plus training-only lists for the losses."""
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)
         samples, weights_list, samples_list = self.proposal_sampler(ray_bundle, density_fns=self.density_fns)
@@ -187,7 +191,8 @@ class OVFieldModel(NerfactoModel):
             outputs["weights_list"], outputs["ray_samples_list"] = weights_list, samples_list
         for i in range(self.config.num_proposal_iterations):
             outputs[f"prop_depth_{i}"] = self.renderer_depth(weights=weights_list[i], ray_samples=samples_list[i])
-        outputs["clip"] = self._render_language(ray_bundle, samples, weights.detach())
+        if self.render_language or self.training:
+            outputs["clip"] = self._render_language(ray_bundle, samples, weights.detach())
         return outputs
 
     def _render_language(self, ray_bundle: RayBundle, samples, weights: torch.Tensor) -> torch.Tensor:

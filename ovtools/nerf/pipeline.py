@@ -282,8 +282,15 @@ class FeatureFieldPipeline:
             raise TypeError(f"camera must be a dataset camera index or an ovtools Camera, got {type(camera).__name__}")
         cam = _fit(camera, self.config.render_side)
         ns = nerfstudio_cameras([cam], self.transform, self.scale).to(self.model.device)
-        with torch.no_grad():
-            out = self.model.get_outputs_for_camera(ns)
+        language = getattr(self.model, "render_language", None)
+        try:  # renders need rgb, depth and opacity only: language is read at the surface points
+            if language is not None:
+                self.model.render_language = False
+            with torch.no_grad():
+                out = self.model.get_outputs_for_camera(ns)
+        finally:
+            if language is not None:
+                self.model.render_language = language
         h, w = cam.size
         acc = out["accumulation"].reshape(h, w).float().cpu().numpy()
         t = out["depth"].reshape(h, w).double().cpu().numpy()  # distance along unit rays, model units

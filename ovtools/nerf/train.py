@@ -15,11 +15,13 @@ available locally (shipped, cached or a file).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
+from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline
 from nerfstudio.utils.eval_utils import eval_setup
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -57,7 +59,7 @@ def dataparser_for(data: Path, base: DataParserConfig) -> DataParserConfig:
 
 def train_field(data, out, method: str = "ovtools-field-small", *, model: str | None = None,
                 pretrained: str | None = None, max_iterations: int | None = None, seed: int = 0,
-                quiet: bool = False) -> Path:
+                quiet: bool = False, configure: Callable[[TrainerConfig], None] | None = None) -> Path:
     """Train a language field on one scene and return its run folder.
 
     Args:
@@ -72,6 +74,8 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
         max_iterations: training iterations (default: the method's; 1500 for the small one).
         seed: seed of torch, numpy and the ray sampling.
         quiet: print nothing (no config dump, no per-step table, no progress bar).
+        configure: called with the nerfstudio ``TrainerConfig`` just before training, to change any setting
+            (as ``ns-train``'s options would), e.g. ``lambda c: setattr(c.pipeline.model, "language_loss_weight", 0.2)``.
 
     Returns:
         The run folder (absolute), holding ``config.yml``.
@@ -99,8 +103,10 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
     run = Path(out).expanduser().resolve()
     config.run_dir = run
     config.machine.seed = seed
+    if configure is not None:
+        configure(config)
     register_methods()
-    previous = CONSOLE.quiet
+    previous, threads = CONSOLE.quiet, torch.get_num_threads()
     CONSOLE.quiet = quiet or previous
     if quiet:
         config.logging.local_writer.enable = False
@@ -114,6 +120,7 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
         trainer.train()
     finally:
         CONSOLE.quiet = previous
+        torch.set_num_threads(threads)  # the pipeline may have set its cpu_threads
     return run
 
 

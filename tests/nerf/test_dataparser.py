@@ -38,8 +38,8 @@ def _ray_distance(outputs, cam_index, u, v, point_world):
     return float(np.linalg.norm(o + t * d - p)), t
 
 
-def test_known_point_projects_through_its_pixel(rgbd_scene):
-    _, folder = rgbd_scene
+def test_known_point_projects_through_its_pixel(rgbd_only):
+    _, folder = rgbd_only
     assert is_rgbd_folder(folder) and not is_rgbd_folder(folder / "color")
     parser = RGBDFolderDataParserConfig(data=folder, eval_interval=0).setup()
     out = parser.get_dataparser_outputs("train")
@@ -64,8 +64,8 @@ def test_known_point_projects_through_its_pixel(rgbd_scene):
     assert float(out.cameras.camera_to_worlds[:, :3, 3].abs().max()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_held_out_views(rgbd_scene):
-    _, folder = rgbd_scene
+def test_held_out_views(rgbd_only):
+    _, folder = rgbd_only
     parser = RGBDFolderDataParserConfig(data=folder, eval_interval=4).setup()
     train, test = parser.get_dataparser_outputs("train"), parser.get_dataparser_outputs("test")
     assert test.metadata["frame_indices"] == [2, 6]
@@ -75,9 +75,9 @@ def test_held_out_views(rgbd_scene):
         parser.get_dataparser_outputs("bogus")
 
 
-def test_two_cameras_are_registered(rgbd_scene, tmp_path):
+def test_two_cameras_are_registered(rgbd_only, tmp_path):
     """A depth camera with other intrinsics, size and a 5 cm offset: depth is re-projected into the colour camera."""
-    _, folder = rgbd_scene
+    _, folder = rgbd_only
     scan = RGBDFolder(folder)
     E = np.eye(4)
     E[0, 3] = 0.05  # colour camera 5 cm to the depth camera's left: x_color = x_depth + 0.05

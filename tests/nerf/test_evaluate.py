@@ -22,10 +22,10 @@ from ovtools.prompts import ClassSpace  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def ground_truth(rgbd_scene, tmp_path_factory):
+def ground_truth(rgbd_only, tmp_path_factory):
     """The scene's labelled PLY and manifest beside its RGB-D folder, as ``ovtools datagen`` lays them out."""
     out = write_scenes3d(tmp_path_factory.mktemp("gt") / "w", 1, seed=5, points=20_000, min_objects=4, max_objects=4)
-    folder = rgbd_scene[1]
+    folder = rgbd_only[1]
     shutil.copyfile(out / "scene_0000.ply", folder.parent / f"{folder.name}.ply")
     shutil.copyfile(out / "scenes3d.json", folder.parent / "scenes3d.json")
     return folder.parent / f"{folder.name}.ply"

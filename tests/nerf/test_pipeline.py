@@ -19,9 +19,9 @@ from ovtools.scene3d import RGBDFolder  # noqa: E402
 from ovtools.structures import PointLabels  # noqa: E402
 
 
-def test_run_has_the_data_frame(tiny_field, rgbd_scene):
+def test_run_has_the_data_frame(tiny_field, rgbd_only):
     """The dataset cameras come back as the folder's poses (data frame, OpenCV) and round-trip to nerfstudio."""
-    scan = RGBDFolder(rgbd_scene[1])
+    scan = RGBDFolder(rgbd_only[1])
     cams = tiny_field.dataset_cameras()
     frames = tiny_field.nerf.datamanager.train_dataparser_outputs.metadata["frame_indices"]
     assert frames == [0, 1, 2, 3, 5, 6, 7]  # frame 4 held out
@@ -32,8 +32,8 @@ def test_run_has_the_data_frame(tiny_field, rgbd_scene):
     assert torch.allclose(back.camera_to_worlds, tiny_field.cameras.camera_to_worlds, atol=1e-5)
 
 
-def test_labels_at_scores_the_field_features(tiny_field, rgbd_scene):
-    scene = rgbd_scene[0]
+def test_labels_at_scores_the_field_features(tiny_field, rgbd_only):
+    scene = rgbd_only[0]
     pts = scene.points[::97]
     labels = tiny_field.labels_at(pts)
     assert isinstance(labels, PointLabels) and len(labels) == len(pts)
@@ -55,8 +55,8 @@ def test_labels_at_scores_the_field_features(tiny_field, rgbd_scene):
     assert other.class_names == ["floor"] and tiny_field.labels == ["red cube", "blue sphere", "floor"]
 
 
-def test_relevancy_and_query(tiny_field, rgbd_scene):
-    pts = rgbd_scene[0].points[::211]
+def test_relevancy_and_query(tiny_field, rgbd_only):
+    pts = rgbd_only[0].points[::211]
     rel = tiny_field.relevancy_at(pts, "red cube")
     assert rel.shape == (len(pts),) and rel.dtype == np.float32 and ((rel >= 0) & (rel <= 1)).all()
     space = ClassSpace.from_names(["red cube"])
