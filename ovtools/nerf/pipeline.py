@@ -19,8 +19,10 @@ field (:func:`~ovtools.nerf.dataparser.to_model_frame`).  Cameras are ovtools
 :class:`~ovtools.scene3d.Camera` s (OpenCV axes, pixel centres at integers).
 
 Scales: the language field is conditioned on a crop size.  Features are read at each of
-``scales_m`` (metres; default the model's ``default_query_scale`` × 0.5, 1, 2) and, per point, the
-scale where the best label is most relevant is kept (LERF picks the most relevant scale, §3.4).
+``scales_m`` (metres; default: the model's ``default_query_scale``) and, per point, the scale where the
+best label is most relevant is kept (LERF picks the most relevant scale, §3.4).  On the 3D world the
+smallest scale always won and per-point mIoU rose as the scale fell to ~0.07 m (0.02 model units:
+0.445 vs 0.232 at 0.1 units, a 600-step run), so one small scale is the default.
 Relevancy maps score the field at the rendered surface (expected depth) of each pixel.
 """
 
@@ -56,7 +58,7 @@ class FieldQueryConfig(Config):
 
     scales_m: tuple | None = setting(
         None, "Crop sizes in metres the field is read at; per point the most relevant one is kept; null = the "
-        "model's default query scale x 0.5, 1, 2.", cli=False)
+        "model's default query scale.", cli=False)
     render_side: int = setting(160, "Longer side in pixels of rendered relevancy maps and depth (dataset cameras "
                                "are scaled down to it).", minimum=8)
     min_accumulation: float = setting(0.5, "Pixels whose rendered opacity is below this show nothing (relevancy "
@@ -193,8 +195,7 @@ class FeatureFieldPipeline:
         """The crop sizes read, in model-frame units."""
         if self.config.scales_m is not None:
             return [float(s) * self.scale for s in self.config.scales_m]
-        base = float(self.model.config.default_query_scale)
-        return [0.5 * base, base, 2.0 * base]
+        return [float(self.model.config.default_query_scale)]
 
     def features_at(self, points_xyz, emb: ClassEmbeddings | None = None) -> torch.Tensor:
         """float32 (N, D) L2-normalised field features at data-frame points (N, 3), per point at the scale of
