@@ -152,6 +152,8 @@ def query(
                                                    "Default: every dataset camera.")] = None,
     render_side: Annotated[int, typer.Option("--render-side", min=8, help="Longer side of the rendered maps in "
                                              "pixels.")] = 160,
+    scale: Annotated[Optional[float], typer.Option("--scale", min=0.0, help="Crop size in metres the field is "
+                                                   "read at. Default: the run's query scale.")] = None,
     quiet: _Quiet = False,
 ) -> None:
     """Relevancy maps of one phrase in the dataset cameras of a trained field (one JSON line per camera)."""
@@ -163,7 +165,9 @@ def query(
     cams = _cameras(cameras)
     if save_vis is not None and save_vis.exists() and not save_vis.is_dir():
         opt.usage_error(f"--save-vis {save_vis}: give a folder")
-    pipe = load_field(run, "field query", render_side=render_side)
+    if scale is not None and scale <= 0:
+        opt.usage_error("--scale must be > 0 metres")
+    pipe = load_field(run, "field query", render_side=render_side, scales_m=None if scale is None else (scale,))
     n = len(pipe.cameras)
     if cams is not None and any(not 0 <= c < n for c in cams):
         opt.usage_error(f"--cameras: indices must be in 0..{n - 1} (the run has {n} dataset cameras)")
@@ -200,6 +204,8 @@ def export(
                                                         "Default: 1/256 of the surface's diagonal.")] = None,
     render_side: Annotated[int, typer.Option("--render-side", min=8, help="Longer side of the rendered depth in "
                                              "pixels.")] = 160,
+    scale: Annotated[Optional[float], typer.Option("--scale", min=0.0, help="Crop size in metres the field is "
+                                                   "read at. Default: the run's query scale.")] = None,
     quiet: _Quiet = False,
 ) -> None:
     """Label the field's surface (rendered depth of the dataset cameras, fused per voxel) and write a PLY."""
@@ -212,11 +218,13 @@ def export(
     chosen = {} if text is not None else opt.class_options(labels, classes, False)
     if output.suffix.lower() != ".ply":
         opt.usage_error(f"--output {output}: give a .ply file")
-    if voxel_size is not None and voxel_size <= 0:
-        opt.usage_error("--voxel-size must be > 0 metres")
+    for flag, value in (("--voxel-size", voxel_size), ("--scale", scale)):
+        if value is not None and value <= 0:
+            opt.usage_error(f"{flag} must be > 0 metres")
     files = check_run(run)
     opt.check_outputs({"--output": output, "--summary": summary}, files)
-    pipe = load_field(run, "field export", chosen.get("labels"), chosen.get("classes"), render_side=render_side)
+    pipe = load_field(run, "field export", chosen.get("labels"), chosen.get("classes"), render_side=render_side,
+                      scales_m=None if scale is None else (scale,))
     from ..errors import OvtoolsError
     from ..nerf.export import export_field
 

@@ -2,7 +2,8 @@
 
 1. **Surface.**  The field is rendered from dataset cameras (:meth:`FeatureFieldPipeline.render`:
    expected depth, pixels with opacity >= ``min_accumulation``); each pixel's surface point is
-   back-projected into the data's world frame.
+   back-projected into the data's world frame and kept if it lies in the run's scene box (beyond it
+   nerfacto models contracted background: on the 3D world 12 % of the pixels, 0.1-1 m off the scene).
 2. **Fusion.**  The points of every view are merged per voxel of ``voxel_size`` metres (mean position
    and colour; :func:`ovtools.scene3d.voxels.voxel_downsample`).
 3. **Labels.**  The fused points are labelled by the field (:meth:`FeatureFieldPipeline.labels_at`)
@@ -86,6 +87,7 @@ def field_surface(field_pipe: FeatureFieldPipeline, views: Iterable[int] | None 
     for k, i in enumerate(views):
         v = field_pipe.render(i)
         solid = np.isfinite(v.points[..., 0])
+        solid[solid] = field_pipe.in_scene_box(v.points[solid])  # beyond the box: the contracted background
         pts.append(v.points[solid])
         cols.append(v.rgb[solid])
         if progress is not None:

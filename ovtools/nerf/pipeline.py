@@ -130,6 +130,7 @@ class FeatureFieldPipeline:
         self.transform = outputs.dataparser_transform.double().numpy()
         self.scale = float(outputs.dataparser_scale)
         self.cameras = outputs.cameras  # dataset (training) cameras, model frame
+        self.scene_box = outputs.scene_box.aabb.double().cpu().numpy()  # (2, 3) model frame
         mc = self.model.config
         self.encoder = encoder if encoder is not None else CLIPEncoder(
             mc.encoder_model, mc.encoder_pretrained, device="cpu", precision=getattr(mc, "encoder_precision", "fp32"))
@@ -260,6 +261,12 @@ class FeatureFieldPipeline:
         emb = self._phrase(text)
         sc = open_set_scores(self.features_at(points_xyz, emb), emb, self.encoder.logit_scale)
         return sc.relevancy[:, 0].numpy().astype(np.float32)
+
+    def in_scene_box(self, points_xyz) -> np.ndarray:
+        """bool (N,): which data-frame points (N, 3) lie in the run's scene box (nerfstudio's ``scene_box``; what lies
+        beyond it is the contracted background of the field)."""
+        m = to_model_frame(np.asarray(points_xyz, np.float64).reshape(-1, 3), self.transform, self.scale)
+        return ((m >= self.scene_box[0]) & (m <= self.scene_box[1])).all(axis=1)
 
     # ------------------------------------------------------------------ views
     def dataset_cameras(self) -> list[Camera]:
