@@ -204,6 +204,8 @@ def export(
                                                         "Default: 1/256 of the surface's diagonal.")] = None,
     render_side: Annotated[int, typer.Option("--render-side", min=8, help="Longer side of the rendered depth in "
                                              "pixels.")] = 160,
+    keep_background: Annotated[bool, typer.Option("--keep-background", help="Also export surface points beyond "
+                                                  "the run's scene box (nerfacto's contracted background).")] = False,
     scale: Annotated[Optional[float], typer.Option("--scale", min=0.0, help="Crop size in metres the field is "
                                                    "read at. Default: the run's query scale.")] = None,
     quiet: _Quiet = False,
@@ -230,7 +232,7 @@ def export(
 
     try:
         doc = export_field(pipe, output, query=text, summary=summary, max_views=max_views, voxel_size=voxel_size,
-                           protect=files, progress=lambda m: stage("field export", m))
+                           background=keep_background, protect=files, progress=lambda m: stage("field export", m))
     except (OvtoolsError, ValueError) as e:
         opt.usage_error(str(e))
     if not quiet:

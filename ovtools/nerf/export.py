@@ -60,7 +60,7 @@ def pick_views(n: int, max_views: int) -> list[int]:
 
 
 def field_surface(field_pipe: FeatureFieldPipeline, views: Iterable[int] | None = None, max_views: int = 12,
-                  voxel_size: float | None = None,
+                  voxel_size: float | None = None, background: bool = False,
                   progress: Callable[[str], None] | None = None) -> FieldSurface:
     """Back-project the field's rendered depth from dataset cameras and fuse it per voxel.
 
@@ -69,6 +69,7 @@ def field_surface(field_pipe: FeatureFieldPipeline, views: Iterable[int] | None 
         views: dataset camera indices; ``None`` = ``max_views`` of them, evenly spread.
         max_views: how many cameras when ``views`` is ``None`` (>= 1).
         voxel_size: fusion voxel in metres; ``None`` = 1/256 of the diagonal of the views' surface.
+        background: also keep surface points beyond the run's scene box (nerfacto's contracted background).
         progress: called with a message after each view.
 
     Returns:
@@ -87,7 +88,8 @@ def field_surface(field_pipe: FeatureFieldPipeline, views: Iterable[int] | None 
     for k, i in enumerate(views):
         v = field_pipe.render(i)
         solid = np.isfinite(v.points[..., 0])
-        solid[solid] = field_pipe.in_scene_box(v.points[solid])  # beyond the box: the contracted background
+        if not background:  # beyond the box: the contracted background
+            solid[solid] = field_pipe.in_scene_box(v.points[solid])
         pts.append(v.points[solid])
         cols.append(v.rgb[solid])
         if progress is not None:
@@ -127,8 +129,9 @@ def surface_instances(surface: FieldSurface, labels: PointLabels, radius: float 
 
 def export_field(field_pipe: FeatureFieldPipeline, output: str | Path | None, *, labels=None,
                  query: str | None = None, summary: str | Path | None = None, max_views: int = 12,
-                 voxel_size: float | None = None, instance_radius: float | None = None, min_instance_points: int = 20,
-                 protect: Iterable[str | Path] = (), progress: Callable[[str], None] | None = None) -> dict:
+                 voxel_size: float | None = None, background: bool = False, instance_radius: float | None = None,
+                 min_instance_points: int = 20, protect: Iterable[str | Path] = (),
+                 progress: Callable[[str], None] | None = None) -> dict:
     """Label (or score) the field's surface and write it like ``ovtools segment3d`` (module docs).
 
     Args:
@@ -137,7 +140,7 @@ def export_field(field_pipe: FeatureFieldPipeline, output: str | Path | None, *,
         labels: labels for this export (default: the pipeline's current labels); not with ``query``.
         query: score the surface against this phrase instead (``relevancy`` property).
         summary: optional JSON summary path.
-        max_views, voxel_size: see :func:`field_surface`.
+        max_views, voxel_size, background: see :func:`field_surface`.
         instance_radius, min_instance_points: see :func:`surface_instances`.
         protect: input files that must not be overwritten (the run's files).
         progress: called with stage messages.
@@ -148,7 +151,8 @@ def export_field(field_pipe: FeatureFieldPipeline, output: str | Path | None, *,
         "points_relevant", "max_relevancy"`` for a query.
 
     Raises:
-        ValueError: both ``labels`` and ``query``, an empty query, no labels, or bad settings.
+        ValueError: both ``labels`` and ``query``, an empty query, no labels, bad settings, or no surface point
+            in the rendered views (an untrained field, or everything beyond the scene box).
         OutputPathError: an output that is an input or a folder.
     """
     if labels is not None and query is not None:
@@ -159,7 +163,12 @@ def export_field(field_pipe: FeatureFieldPipeline, output: str | Path | None, *,
         raise ValueError("query must be a non-empty phrase")
     if query is None and emb is None and not field_pipe.labels:
         raise ValueError("no labels: pass labels= (or set them on the pipeline) or a query")
-    surf = field_surface(field_pipe, max_views=max_views, voxel_size=voxel_size, progress=progress)
+    surf = field_surface(field_pipe, max_views=max_views, voxel_size=voxel_size, background=background,
+                         progress=progress)
+    if len(surf.points) == 0:
+        raise ValueError(f"{field_pipe.run}: no surface in the {surf.n_views} rendered views" + (
+            "" if background else " inside the scene box (is the field trained? --keep-background keeps what "
+            "lies beyond the box)"))
     doc = {"run": str(field_pipe.run), "n_points": int(len(surf.points)), "model": field_pipe.encoder.name,
            "pretrained": field_pipe.encoder.pretrained, "n_views": surf.n_views,
            "voxel_size": round(surf.voxel_size, 6)}

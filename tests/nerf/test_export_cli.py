@@ -23,9 +23,16 @@ def test_pick_views():
 
 
 def test_export_writes_segment3d_schema(tiny_field, tmp_path):
-    surf = field_surface(tiny_field, views=[0, 3], voxel_size=0.05)
-    assert surf.n_views == 2 and surf.points.dtype == np.float32 and len(surf.points) == len(surf.colors)
-    doc = export_field(tiny_field, tmp_path / "l.ply", summary=tmp_path / "s.json", max_views=2, voxel_size=0.05)
+    """The 2-step field is not trained: its surface lies beyond the scene box, so the background is kept here."""
+    with pytest.raises(ValueError, match="no surface in the 2 rendered views inside the scene box"):
+        export_field(tiny_field, tmp_path / "none.ply", max_views=2)
+    assert not (tmp_path / "none.ply").exists()
+    surf = field_surface(tiny_field, views=[0, 3], voxel_size=0.05, background=True)
+    assert surf.n_views == 2 and surf.points.dtype == np.float32 and len(surf.points) == len(surf.colors) > 0
+    inside = field_surface(tiny_field, views=[0, 3], voxel_size=0.05)
+    assert len(inside.points) == 0 or tiny_field.in_scene_box(inside.points).all()
+    doc = export_field(tiny_field, tmp_path / "l.ply", summary=tmp_path / "s.json", max_views=2, voxel_size=0.05,
+                       background=True)
     cloud = read_point_cloud(tmp_path / "l.ply")
     assert len(cloud) == doc["n_points"]
     assert set(cloud.fields) == {"label", "score"}  # what ovtools segment3d --output writes
@@ -33,7 +40,8 @@ def test_export_writes_segment3d_schema(tiny_field, tmp_path):
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["class_names"] == ["red cube", "blue sphere", "floor"] and isinstance(s["instances"], list)
     assert sum(s["points_per_class"].values()) == doc["n_points"]
-    rel = export_field(tiny_field, tmp_path / "r.ply", query="red cube", max_views=2, voxel_size=0.05)
+    rel = export_field(tiny_field, tmp_path / "r.ply", query="red cube", max_views=2, voxel_size=0.05,
+                       background=True)
     rcloud = read_point_cloud(tmp_path / "r.ply")
     assert set(rcloud.fields) == {"relevancy"} and rel["query"] == "red cube"
     with pytest.raises(ValueError, match="not both"):
@@ -52,7 +60,7 @@ def test_cli_query_and_export(tiny_run, tmp_path):
     assert [r["camera"] for r in rows] == [0, 2] and all(0 <= r["max_relevancy"] <= 1 for r in rows)
     assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == ["red-cube_cam0.png", "red-cube_cam2.png"]
     res = _run("field", "export", tiny_run, "--labels", "red cube, floor", "-o", tmp_path / "l.ply", "--summary",
-               tmp_path / "s.json", "--max-views", "2", "--render-side", "24", "--quiet")
+               tmp_path / "s.json", "--max-views", "2", "--render-side", "24", "--keep-background", "--quiet")
     assert res.exit_code == 0, res.output
     assert set(read_point_cloud(tmp_path / "l.ply").fields) == {"label", "score"}
     assert json.loads((tmp_path / "s.json").read_text())["class_names"] == ["red cube", "floor"]
@@ -63,6 +71,7 @@ def test_cli_query_and_export(tiny_run, tmp_path):
     (["field", "query", "{tmp}", "--query", "x"], "no config.yml"),
     (["field", "query", "{run}", "--query", "  "], "non-empty"),
     (["field", "export", "{run}", "-o", "{tmp}/o.ply"], "no labels"),
+    (["field", "export", "{run}", "--labels", "a", "-o", "{tmp}/o.ply", "--max-views", "1"], "no surface"),
     (["field", "export", "{run}", "--labels", "a", "-o", "{run}/config.yml"], ".ply"),
     (["field", "export", "{run}", "--labels", "a", "--query", "b", "-o", "{tmp}/o.ply"], "not both"),
     (["field", "query", "{run}", "--query", "x", "--cameras", "0,99"], "0..6"),
