@@ -75,8 +75,9 @@ class OVFieldModelConfig(DepthNerfactoModelConfig):
     """weight of the Huber loss between rendered and pyramid CLIP embeddings (LERF: 0.1)."""
     language_min_accumulation: float = 0.5
     """rays whose accumulated opacity is below this get no language loss (background)."""
-    default_query_scale: float = 0.1
-    """crop size (model-frame units) used when a ray bundle carries no clip_scales."""
+    default_query_scale: float = 0.02
+    """crop size (model-frame units) used when a ray bundle carries no clip_scales; 0.02 gave the best per-point
+    mIoU on the generated world (0.53 vs 0.45 at 0.1, small preset, 600 iterations)."""
 
 
 def clip_embed_dim(config: OVFieldModelConfig) -> int:

@@ -200,9 +200,11 @@ class CropPyramid:
         idx = image_idx.long().cpu()
         n = idx.shape[0]
         yf, xf = y.float().cpu().reshape(-1), x.float().cpu().reshape(-1)
-        s = torch.as_tensor(scale, dtype=torch.float32).cpu().reshape(-1).expand(n) if n else torch.zeros(0)
-        if yf.shape[0] != n or xf.shape[0] != n:
-            raise ValueError(f"image_idx, y and x must have one length, got {n}, {yf.shape[0]}, {xf.shape[0]}")
+        s = torch.as_tensor(scale, dtype=torch.float32).cpu().reshape(-1)
+        if yf.shape[0] != n or xf.shape[0] != n or s.shape[0] not in (1, n):
+            raise ValueError(f"image_idx, y, x (and scale unless a float) must have one length, got {n}, "
+                             f"{yf.shape[0]}, {xf.shape[0]}, {s.shape[0]}")
+        s = s.expand(n)
         if n and (int(idx.min()) < 0 or int(idx.max()) >= self.n_images):
             raise ValueError(f"image indices must be in [0, {self.n_images}), got {int(idx.min())}..{int(idx.max())}")
         ls = self._log_scales

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import sys
-import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import torch
 from .conftest import NEEDS_NERFSTUDIO
 
 pytest.importorskip("nerfstudio", reason=NEEDS_NERFSTUDIO)
+tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with tomllib (Python 3.11+)")
 
 from nerfstudio.plugins.registry import discover_methods  # noqa: E402
 from nerfstudio.plugins.types import MethodSpecification  # noqa: E402
@@ -145,6 +144,3 @@ def test_train_field_refuses_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.yml"):
         load_run(tmp_path)
 
-
-if sys.version_info < (3, 11):  # tomllib
-    pytest.skip("needs Python 3.11+", allow_module_level=True)
