@@ -275,8 +275,8 @@ class RGBDFolderDataParser(DataParser):
         cameras = Cameras(
             fx=torch.full((m, 1), float(K[0, 0])), fy=torch.full((m, 1), float(K[1, 1])),
             cx=torch.full((m, 1), float(K[0, 2]) + 0.5), cy=torch.full((m, 1), float(K[1, 2]) + 0.5),
-            height=torch.full((m, 1), h), width=torch.full((m, 1), w), camera_to_worlds=poses[torch.from_numpy(idx)][:, :3, :4],
-            camera_type=CameraType.PERSPECTIVE)
+            height=torch.full((m, 1), h), width=torch.full((m, 1), w),
+            camera_to_worlds=poses[torch.from_numpy(idx)][:, :3, :4], camera_type=CameraType.PERSPECTIVE)
         return DataparserOutputs(
             image_filenames=[Path(colors[i]) for i in idx], cameras=cameras,
             scene_box=SceneBox(aabb=torch.tensor([[-s, -s, -s], [s, s, s]], dtype=torch.float32)),
