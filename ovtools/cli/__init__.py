@@ -11,7 +11,7 @@ import importlib
 
 from .app import app
 
-_COMMAND_MODULES = ["models", "images", "segment3d", "train", "evaluate", "probe", "datagen", "export"]
+_COMMAND_MODULES = ["models", "images", "segment3d", "train", "evaluate", "probe", "datagen", "export", "field"]
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"{__name__}.{_name}")

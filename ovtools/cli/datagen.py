@@ -4,6 +4,7 @@
     ovtools datagen data/shapes-det --kind scenes --n 200 --seed 2 --min-objects 3 --max-objects 6
     ovtools datagen data/shapes-train --kind captions --n 48000 --seed 0
     ovtools datagen data/scenes3d --kind scenes3d --n 20 --seed 3000 --rgbd-views 8
+    ovtools datagen data/nerf3d --kind scenes3d --n 2 --seed 3000 --rgbd-views 32   # NeRF-ready (transforms.json)
     ovtools datagen data/views3d --kind views3d --n 300 --seed 0 --workers 2
 
 Exit codes: 0 written, 2 usage error.
@@ -58,7 +59,8 @@ def datagen(
         "--points", min=1, help="Surface points per 3D scene (scenes3d, views3d).")] = 150_000,
     rgbd_views: Annotated[int, typer.Option(
         "--rgbd-views", min=0, help="scenes3d: also render this many views of each scene into a ScanNet-layout "
-        "posed RGB-D folder OUT/scene_<i>/ (color/*.jpg, depth/*.png in mm, pose/*.txt, intrinsic/); 0 = none."
+        "posed RGB-D folder OUT/scene_<i>/ (color/*.jpg, depth/*.png in mm, pose/*.txt, intrinsic/) with "
+        "nerfstudio's transforms.json beside it (a NeRF wants 24-40 views; segment3d needs ~8); 0 = none."
     )] = 0,
     workers: Annotated[int, typer.Option(
         "--workers", "-j", min=1, help="Processes rendering in parallel (output is identical for any number).")] = 1,

@@ -5,6 +5,7 @@
     ovtools eval instances.json --preset detect-shapes -o metrics.json  # COCO: AP, AP50, AR via pycocotools
     ovtools eval instances.json --preset segment-shapes                 # COCO masks: mask AP + semantic mIoU
     ovtools eval scenes3d/ --preset segment3d-shapes                    # 3D world: per-point mIoU per mode
+    ovtools eval runs/scene0 --classes shapes3d --preset segment3d-shapes  # a field run: mIoU, localisation
 
 Classification reports top-1, top-5 and mean per-class recall (CLIP paper §3.1,
 as CLIP_benchmark does).  Detection runs the detection pipeline on every image
@@ -18,7 +19,10 @@ reported is ``absent_label_rejection``.  Segmentation (a ``segment`` preset or
 ``mIoU`` of the label maps against the annotations' masks
 (:mod:`ovtools.eval.segmentation`).  A folder with a ``scenes3d.json``
 manifest (the 3D world) is evaluated with the 3D pipeline: per-point mIoU of
-the fusion, distill and ensemble modes (:mod:`ovtools.eval.scenes3d`).
+the fusion, distill and ensemble modes (:mod:`ovtools.eval.scenes3d`).  A run folder of
+``ovtools field train`` (holding ``config.yml``) is evaluated on its scene's ground truth: per-point
+mIoU of the field and LERF localisation accuracy on held-out views
+(:mod:`ovtools.nerf.evaluate`; ``--preset`` then names a segment3d preset labelled beside it).
 
 The command parses options, builds the pipeline and calls :func:`ovtools.eval.evaluate`
 (the same function scripts use); it prints and writes what that returns.
@@ -53,6 +57,10 @@ def evaluate(inv: Invocation) -> None:
     set_quiet(quiet)
     if not data.exists():
         opt.usage_error(f"dataset {data} does not exist")
+    if data.is_dir() and (data / "config.yml").is_file():  # a NeRF feature-field run (ovtools field train)
+        from .field import evaluate_run
+
+        return evaluate_run(data, inv.labels, inv.classes, preset, output, quiet)
     try:
         ds = read_dataset(data, inv.image_dir)
     except (ValueError, FileNotFoundError) as e:
@@ -109,7 +117,7 @@ build_command(
     preset="detect-default",
     leading=[argument("data", Path, "ImageFolder directory or image-caption CSV (zero-shot classification), a "
                       "COCO instances JSON (detection or segmentation), or a 3D world folder with scenes3d.json "
-                      "(3D mIoU).")],
+                      "(3D mIoU), or a NeRF feature-field run folder with config.yml (mIoU, localisation).")],
     own=[option("image_dir", Path, "--image-dir", file_okay=False,
                 help="COCO: folder that file_name entries are relative to. Default: the JSON's folder."),
          option("absent", bool, "--absent/--no-absent", default=True, help="COCO: also query one absent category "

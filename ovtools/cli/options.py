@@ -18,6 +18,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..io.images import error_entry
 from ..io.inputs import expand_image_inputs, skipped_summary
@@ -32,7 +33,8 @@ def usage_error(message: str) -> NoReturn:
     Raises:
         typer.Exit: always, with code 2.
     """
-    stderr.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    # the message is plain text: escaped, so that "ovtools[nerf]" or a path with brackets is printed as written
+    stderr.print(f"[bold red]Error:[/] {escape(str(message))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -269,5 +271,5 @@ def report_failure(progress, name: str | Path, error: BaseException | str) -> di
 
 def print_failure(progress, entry: dict) -> None:
     """Print an ``errors`` entry as ``skipped <name>: <reason>`` above the progress bar."""
-    progress.console.print(f"[yellow]skipped[/] {entry['image']}: {entry['error']}", markup=True, highlight=False,
-                           soft_wrap=True)
+    progress.console.print(f"[yellow]skipped[/] {escape(str(entry['image']))}: {escape(str(entry['error']))}",
+                           markup=True, highlight=False, soft_wrap=True)

@@ -54,6 +54,7 @@ from ..scene3d import (
     render_points,
     write_rgbd_folder,
 )
+from ..scene3d.transforms import write_transforms_json
 from .export import (
     CAPTION_COLUMNS,
     EXTRA_TEMPLATES,
@@ -353,7 +354,10 @@ def write_scene_rgbd(scene: Scene3D, out_dir: str | Path, n_views: int, size=VIE
     the first ``n_views``; splats of 1.5 × the point spacing.  Frames ``0 .. n_views - 1``:
     ``color/<k>.jpg``, ``depth/<k>.png`` (uint16 millimetres, 0 = empty),
     ``pose/<k>.txt`` (camera-to-world), ``intrinsic/intrinsic_{color,depth}.txt``
-    (:func:`~ovtools.scene3d.write_rgbd_folder`; read back with :class:`~ovtools.scene3d.RGBDFolder`).
+    (:func:`~ovtools.scene3d.write_rgbd_folder`; read back with :class:`~ovtools.scene3d.RGBDFolder`),
+    and nerfstudio's ``transforms.json`` for the same frames (OpenGL camera-to-world poses, depth
+    referenced by ``depth_file_path``; :func:`~ovtools.scene3d.transforms.write_transforms_json`), so
+    the folder also trains a NeRF (``ns-train ovtools-field --data OUT``; 24-40 views suit a NeRF).
 
     Args:
         scene: the scene.
@@ -380,7 +384,10 @@ def write_scene_rgbd(scene: Scene3D, out_dir: str | Path, n_views: int, size=VIE
             r = render_points(scene.points, scene.colors, cam.K, cam.pose, cam.size, point_size_m=1.5 * spacing)
             yield RGBDFrame(r.rgb.numpy(), r.depth.numpy(), cam.pose, cam.K, cam.K, str(k))
 
-    return write_rgbd_folder(out_dir, frames())
+    out = write_rgbd_folder(out_dir, frames())
+    names = [str(k) for k in range(len(order))]
+    write_transforms_json(out, order, [f"color/{k}.jpg" for k in names], [f"depth/{k}.png" for k in names], 1000.0)
+    return out
 
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "CROP_SIZE", "FLOOR_NAME", "MASK_PADDING", "MIN_PIXELS", "VIEW_SIZE",

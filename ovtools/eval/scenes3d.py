@@ -95,8 +95,17 @@ def read_scenes3d(path: str | Path) -> Scenes3DData:
     return Scenes3DData(Path(path), folder, man)
 
 
-def _ground_truth(scene, path: Path, n_classes: int) -> np.ndarray:
-    """int64 (N,) ground-truth class ids of a scene's PLY (checked: integers in [-1, n_classes))."""
+def ground_truth(scene, path: Path, n_classes: int) -> np.ndarray:
+    """int64 (N,) ground-truth class ids of a scene's PLY (checked: integers in [-1, n_classes)).
+
+    Args:
+        scene: anything with ``fields`` (a :class:`~ovtools.io.ply.PointCloud` or Scene3DInput).
+        path: the file, for messages.
+        n_classes: number of manifest classes.
+
+    Raises:
+        ValueError: no integer ``class_id`` property, or an id out of range.
+    """
     if "class_id" not in scene.fields:
         raise ValueError(f"{path}: the PLY has no per-point 'class_id' property")
     gt = np.asarray(scene.fields["class_id"])
@@ -105,6 +114,19 @@ def _ground_truth(scene, path: Path, n_classes: int) -> np.ndarray:
     if gt.size and gt.max() >= n_classes:
         raise ValueError(f"{path}: class_id {int(gt.max())} is out of range for {n_classes} manifest classes")
     return gt.astype(np.int64)
+
+
+def class_mapping(dataset_names: list[str], space_names: list[str], space: str, source) -> np.ndarray:
+    """int64 (len(dataset_names),): the class-space id of each dataset class, matched by name (:func:`name_key`).
+
+    Raises:
+        ValueError: a dataset class missing from the space (the message names ``source`` and ``space``).
+    """
+    names = [name_key(n) for n in space_names]
+    missing = [c for c in dataset_names if name_key(c) not in names]
+    if missing:
+        raise ValueError(f"classes of {source} not in the class space {space!r}: {missing[:10]}")
+    return np.array([names.index(name_key(c)) for c in dataset_names], np.int64)
 
 
 def evaluate_scenes3d(pipe, path: str | Path | Scenes3DData,
@@ -133,17 +155,13 @@ def evaluate_scenes3d(pipe, path: str | Path | Scenes3DData,
     folder, man, path = data.folder, data.manifest, data.source
     if modes is None:
         modes = ("fusion", "distill", "ensemble") if pipe.config.distill_steps > 0 else ("fusion",)
-    names = [name_key(n) for n in pipe.labels]
-    missing = [c for c in man["class_names"] if name_key(c) not in names]
-    if missing:
-        raise ValueError(f"classes of {path} not in the class space {pipe.class_space.name!r}: {missing[:10]}")
-    to_space = np.array([names.index(name_key(c)) for c in man["class_names"]], np.int64)
+    to_space = class_mapping(man["class_names"], pipe.labels, pipe.class_space.name, path)
     scenes = man["scenes"][:limit] if limit else man["scenes"]
     cms = {m: ConfusionMatrix(len(pipe.labels)) for m in modes}
     seen, t0 = [], time.perf_counter()
     for s in scenes:
         scene = pipe.scene(folder / s["file"])
-        gt = _ground_truth(scene, folder / s["file"], len(man["class_names"]))
+        gt = ground_truth(scene, folder / s["file"], len(man["class_names"]))
         keep = gt >= 0
         gt_space = np.where(keep, to_space[np.clip(gt, 0, None)], -1)
         sf = pipe.features(scene)

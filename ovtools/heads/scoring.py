@@ -68,6 +68,20 @@ class OpenSetScores:
         """
         return self.beats_negatives & (self.confidence >= threshold)
 
+    def best(self, threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each feature's label: ``(class_id int64 (N,), confidence float32 (N,))``.
+
+        ``class_id`` is the label of highest ``confidence``, or -1 where that label is not
+        :meth:`reportable` (it loses to a negative, or its confidence is below ``threshold``);
+        ``confidence`` is that label's, also where ``class_id`` is -1.  C = 0 → all -1, confidence 0.
+        """
+        n, c = self.confidence.shape
+        if c == 0:
+            return torch.full((n,), -1, dtype=torch.long), torch.zeros(n)
+        conf, best = self.confidence.max(dim=1)
+        ok = self.reportable(threshold).gather(1, best[:, None])[:, 0]
+        return torch.where(ok, best, torch.full_like(best, -1)), conf.float()
+
 
 def _check(features: torch.Tensor, emb) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if not isinstance(features, torch.Tensor):

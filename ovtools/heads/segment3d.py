@@ -352,13 +352,10 @@ class Segment3DHead:
             seen = (sf.count > 0) if mode == "fusion" else torch.ones(m, dtype=torch.bool)
             for s in range(0, m, LABEL_CHUNK):  # float32 copies of one chunk at a time, never of (M, D)
                 f = sf.select_rows(mode, emb.classes, self.encoder.logit_scale, s, s + LABEL_CHUNK)
-                sc = open_set_scores(f, emb, self.encoder.logit_scale)
-                best = sc.confidence.argmax(1)
-                idx = torch.arange(len(best))
-                ok = sc.reportable(self.config.score_threshold)[idx, best] & seen[s : s + len(best)]
-                conf[s : s + len(best)] = sc.confidence[idx, best].numpy()
-                class_id[s : s + len(best)] = torch.where(ok, best, -1).numpy()
-                del f, sc
+                best, c = open_set_scores(f, emb, self.encoder.logit_scale).best(self.config.score_threshold)
+                conf[s : s + len(best)] = c.numpy()
+                class_id[s : s + len(best)] = torch.where(seen[s : s + len(best)], best, -1).numpy()
+                del f
         inv = sf.scene.inverse
         ok = inv >= 0  # invalid input rows (NaN/inf coordinates): "nothing", score 0, unseen
         n = len(inv)

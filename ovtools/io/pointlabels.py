@@ -6,6 +6,7 @@
 * :func:`write_relevancy` — the input points with a ``relevancy`` property (float in [0, 1])
   and a blue (0) → red (1) heat-map colour (:func:`heat_colors`).
 * :func:`write_point_features` — (N, D) features as a float16 ``.npy``.
+* :func:`heat_overlay` — a relevancy map (H, W) over its view, as a picture.
 
 Every file is written atomically and never over an input (:mod:`ovtools.io.writers`).
 Coordinates are written as :func:`~ovtools.io.ply.write_ply` writes the points given.
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..structures import PointLabels
 from .ply import PointCloud, write_ply
@@ -33,6 +35,25 @@ def heat_colors(values: np.ndarray) -> np.ndarray:
     """uint8 (N, 3) RGB of values in [0, 1] (clipped), blended linearly from blue (0) to red (1)."""
     v = np.clip(np.asarray(values, np.float64), 0, 1)[:, None]
     return (np.array([HEAT_LOW]) * (1 - v) + np.array([HEAT_HIGH]) * v).round().astype(np.uint8)
+
+
+def heat_overlay(rgb: np.ndarray, relevancy: np.ndarray, alpha: float = 0.6) -> Image.Image:
+    """A relevancy map over its view: ``(1 - a) * rgb + a * heat`` with ``a = alpha * relevancy``.
+
+    Args:
+        rgb: uint8 (H, W, 3) view.
+        relevancy: float (H, W) in [0, 1] (clipped).
+        alpha: heat opacity where relevancy is 1.
+
+    Raises:
+        ValueError: the two sizes differ.
+    """
+    rgb, rel = np.asarray(rgb), np.asarray(relevancy, np.float64)
+    if rgb.shape[:2] != rel.shape:
+        raise ValueError(f"relevancy has shape {rel.shape}, the view {rgb.shape[:2]}")
+    heat = heat_colors(rel.reshape(-1)).reshape(*rel.shape, 3).astype(np.float64)
+    a = alpha * np.clip(rel, 0, 1)[..., None]
+    return Image.fromarray(((1 - a) * rgb + a * heat).round().clip(0, 255).astype(np.uint8))
 
 
 def class_colors(class_id: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from .frame import UP_AXES, detect_up_axis, local_frame, rotation_to_z_up
 from .instances import connected_instances, instance_boxes
 from .render import Render, estimate_point_spacing, render_points
 from .rgbd import RGBDFolder, RGBDFrame, backproject_rgbd, write_rgbd_folder
+from .transforms import opencv_to_opengl, write_transforms_json
 from .views import look_at, looks_like_room, plan_views
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "local_frame",
     "look_at",
     "looks_like_room",
+    "opencv_to_opengl",
     "plan_views",
     "read_depth",
     "render_points",
@@ -66,4 +68,5 @@ __all__ = [
     "scale_intrinsics",
     "train_distill",
     "write_rgbd_folder",
+    "write_transforms_json",
 ]

@@ -242,6 +242,15 @@ class RGBDFolder:
         for i in range(len(self)):
             yield self[i]
 
+    def pose(self, i: int) -> np.ndarray:
+        """float64 (4, 4) camera-to-world of frame ``i``'s depth camera (OpenCV axes), without decoding images."""
+        return self._pose_of[self.names[i]] @ self._depth_to_sensor
+
+    def files(self, i: int) -> tuple[Path, Path]:
+        """``(colour file, depth file)`` of frame ``i`` as stored (before undistortion or unit conversion)."""
+        s = self.names[i]
+        return self._colors[s], self._depths[s]
+
     def __getitem__(self, i: int) -> RGBDFrame:
         """Decode frame ``i``: colour, depth in metres, the depth camera's pose, both intrinsics and
         the colour-from-depth extrinsic.
@@ -269,7 +278,7 @@ class RGBDFolder:
             color = _undistort(color, self.K_color, self.distortion["color"], nearest=False)
         if self.distortion["depth"] is not None:
             depth = _undistort(depth, K_depth, self.distortion["depth"], nearest=True)
-        return RGBDFrame(color, depth, self._pose_of[s] @ self._depth_to_sensor, self.K_color, K_depth, s,
+        return RGBDFrame(color, depth, self.pose(i), self.K_color, K_depth, s,
                          self.color_from_depth)
 
 

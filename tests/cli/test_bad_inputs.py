@@ -113,3 +113,15 @@ def test_malformed_coco_is_usage_error(tmp_path, doc):
 def test_preset_of_the_other_task_says_so(img):
     r = CliRunner().invoke(app, ["classify", str(img), "--preset", "detect-shapes", "-l", "a"])
     assert r.exit_code == 2 and "for the 'detect' pipeline, not 'classify'" in r.output
+
+
+def test_usage_error_prints_brackets_as_written(capsys):
+    """Rich markup must not eat bracketed text of a message ("ovtools[nerf]", paths with [ ])."""
+    import typer
+
+    from ovtools.cli import options as opt
+
+    with pytest.raises(typer.Exit) as e:
+        opt.usage_error('pip install "ovtools[nerf]" for /tmp/a[b]/c')
+    assert e.value.exit_code == 2
+    assert 'pip install "ovtools[nerf]" for /tmp/a[b]/c' in capsys.readouterr().err

@@ -112,3 +112,16 @@ def test_relevancy_equals_the_brute_force_masked_max():
         want = torch.ones(50) if not ks else torch.stack([torch.sigmoid(logits[:, c] - nl[:, k]) for k in ks]).min(0).values
         torch.testing.assert_close(s.relevancy[:, c], want)
         assert torch.equal(s.beats_negatives[:, c], want > 0.5)
+
+
+def test_best_label_per_feature_or_nothing():
+    """best(): the label of highest confidence, -1 where it loses to a negative or is below the threshold."""
+    emb = make_emb(torch.eye(4)[:2], torch.eye(4)[2:3])
+    feats = F.normalize(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0.5, 0.499, 0, 0]]), dim=-1)
+    sc = open_set_scores(feats, emb, logit_scale=100.0)
+    cid, conf = sc.best()
+    assert cid.tolist() == [0, 1, -1, 0] and cid.dtype == torch.long
+    assert torch.allclose(conf, sc.confidence.max(1).values)
+    assert sc.best(threshold=0.99)[0].tolist() == [0, 1, -1, -1]  # the ambiguous one is below 0.99
+    none = open_set_scores(feats, make_emb(torch.zeros(0, 4), torch.eye(4)[2:3]), 100.0).best()
+    assert none[0].tolist() == [-1] * 4 and none[1].tolist() == [0.0] * 4

@@ -71,3 +71,15 @@ def test_write_relevancy_and_features(tmp_path):
         write_point_features(tmp_path / "g.npy", f[0])
     with pytest.raises(OutputPathError):
         write_point_features(out, f, protect=[out])
+
+
+def test_heat_overlay_blends_by_relevancy():
+    from ovtools.io.pointlabels import HEAT_HIGH, heat_overlay
+
+    rgb = np.full((2, 3, 3), 100, np.uint8)
+    rel = np.array([[0.0, 1.0, 0.5], [0.0, 0.0, 2.0]])
+    out = np.asarray(heat_overlay(rgb, rel, alpha=1.0))
+    assert out.shape == (2, 3, 3) and (out[0, 0] == 100).all()  # relevancy 0: the view unchanged
+    assert tuple(out[0, 1]) == HEAT_HIGH and tuple(out[1, 2]) == HEAT_HIGH  # 1 (and clipped 2): pure heat
+    with pytest.raises(ValueError, match="shape"):
+        heat_overlay(rgb, np.zeros((3, 3)))

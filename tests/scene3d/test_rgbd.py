@@ -153,3 +153,13 @@ def test_8_bit_depth_is_refused(tmp_path):
     Image.fromarray(np.full((20, 30), 128, np.uint8)).save(depth)
     with pytest.raises(ValueError, match="8-bit"):
         RGBDFolder(tmp_path / "scan")[0]
+
+
+def test_pose_and_files_without_decoding(tmp_path):
+    frames = _frames()
+    write_rgbd_folder(tmp_path / "scan", frames)
+    scan = RGBDFolder(tmp_path / "scan")
+    for i, f in enumerate(frames):
+        assert np.allclose(scan.pose(i), f.pose, atol=1e-8) and np.allclose(scan.pose(i), scan[i].pose)
+        color, depth = scan.files(i)
+        assert color == tmp_path / "scan" / "color" / f"{i}.jpg" and depth.suffix == ".png"

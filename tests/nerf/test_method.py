@@ -1,0 +1,146 @@
+"""The ovtools-field nerfstudio method: entry points, 2 CPU iterations offline, checkpoint loads and renders."""
+
+from __future__ import annotations
+
+import socket
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import NEEDS_NERFSTUDIO
+
+pytest.importorskip("nerfstudio", reason=NEEDS_NERFSTUDIO)
+tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with tomllib (Python 3.11+)")
+
+from nerfstudio.plugins.registry import discover_methods  # noqa: E402
+from nerfstudio.plugins.types import MethodSpecification  # noqa: E402
+
+from ovtools.nerf.method import METHOD_NAMES, make_config  # noqa: E402
+from ovtools.nerf.model import OVFieldModel  # noqa: E402
+from ovtools.nerf.train import load_run, train_field  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP = "nerfstudio.method_configs"
+
+
+def _declared() -> dict[str, str]:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return meta["project"]["entry-points"][GROUP]
+
+
+def test_pyproject_declares_both_methods_and_their_objects_load():
+    declared = _declared()
+    assert set(declared) == set(METHOD_NAMES)
+    for name, target in declared.items():
+        module, attr = target.split(":")
+        spec = getattr(__import__(module, fromlist=[attr]), attr)
+        assert isinstance(spec, MethodSpecification)
+        assert spec.config.method_name == name
+        assert spec.description
+
+
+def test_nerfstudio_registry_finds_the_methods_of_an_installed_distribution(tmp_path, monkeypatch):
+    """A dist-info with the pyproject's entry points on sys.path is what `pip install ovtools` leaves behind."""
+    dist = tmp_path / "ovtools_entrypoints_probe-0.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ovtools-entrypoints-probe\nVersion: 0.0\n")
+    lines = [f"[{GROUP}]"] + [f"{k} = {v}" for k, v in _declared().items()]
+    (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert set(METHOD_NAMES) <= set(entry_points(group=GROUP).names)
+    methods, descriptions = discover_methods()
+    for name in METHOD_NAMES:
+        assert methods[name].method_name == name
+        assert "ovtools" in descriptions[name]
+
+
+def test_make_config_names_the_valid_methods():
+    with pytest.raises(ValueError, match="ovtools-field, ovtools-field-small"):
+        make_config("ovtools-feld")
+    small = make_config("ovtools-field-small")
+    assert small.pipeline.datamanager.train_num_rays_per_batch < make_config("ovtools-field").pipeline.datamanager.train_num_rays_per_batch
+    assert small.vis == "tensorboard"  # no viewer server, no wandb
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any connection attempt fails the test (hub downloads, AlexNet for LPIPS, ZoeDepth, wandb)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[1:] if len(args) > 1 else kwargs}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")  # no cached AlexNet to hide a download
+
+
+def _coarse_pyramid(config) -> None:
+    """Two coarse crop scales: ~40 crops per image instead of ~2000 (the test is about plumbing, not quality)."""
+    config.pipeline.datamanager.pyramid_scales = (0.25, 0.4)
+    config.pipeline.datamanager.pyramid_stride = 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_transforms_scene(rgbd_scene):
+    _, folder = rgbd_scene
+    return folder
+
+
+def test_two_cpu_iterations_offline_then_the_checkpoint_loads_and_renders(tiny_transforms_scene, tmp_path,
+                                                                          monkeypatch, no_network):
+    monkeypatch.setenv("OVTOOLS_PYRAMID_DIR", str(tmp_path / "pyramids"))
+    run = train_field(tiny_transforms_scene, tmp_path / "run", "ovtools-field-small", model="ovtools-shapes",
+                      pretrained="shapes3d", max_iterations=2, quiet=True, configure=_coarse_pyramid)
+    assert run == (tmp_path / "run").resolve()
+    assert (run / "config.yml").is_file() and (run / "dataparser_transforms.json").is_file()
+    assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
+    assert len(list((tmp_path / "pyramids").glob("*.safetensors"))) == 1  # the pyramid was cached
+
+    pipeline, step = load_run(run)
+    assert step == 1
+    model = pipeline.model
+    assert isinstance(model, OVFieldModel) and model.lpips is None
+    assert (model.config.encoder_model, model.config.encoder_pretrained) == ("ovtools-shapes", "shapes3d")
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.2, 0.05], [0.3, 0.3, -0.1]])
+    feats = model.language_at(pts, 0.1)
+    assert feats.shape == (3, 128) and torch.allclose(feats.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert not torch.allclose(model.language_at(pts, 0.05), model.language_at(pts, 0.5))  # scale-conditioned
+    dens = model.density_at(pts)
+    assert dens.shape == (3,) and bool((dens >= 0).all())
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        model.language_at(torch.zeros(3, 2), 0.1)
+    with pytest.raises(ValueError, match="scales"):
+        model.language_at(pts, torch.ones(2))
+
+    cam = pipeline.datamanager.train_dataparser_outputs.cameras[0:1]
+    cam.rescale_output_resolution(0.25)
+    out = model.get_outputs_for_camera(cam)
+    h, w = int(cam.height), int(cam.width)
+    assert out["rgb"].shape == (h, w, 3) and out["depth"].shape == (h, w, 1)
+    assert out["clip"].shape == (h, w, 128)
+    assert torch.allclose(out["clip"].norm(dim=-1), torch.ones(h, w), atol=1e-4)
+    assert bool(torch.isfinite(out["rgb"]).all())
+    model.render_language = False
+    assert "clip" not in model.get_outputs_for_camera(cam)
+
+    # a second run on the same images and CLIP reuses the cached pyramid
+    train_field(tiny_transforms_scene, tmp_path / "run2", "ovtools-field-small", model="ovtools-shapes",
+                pretrained="shapes3d", max_iterations=1, quiet=True, configure=_coarse_pyramid)
+    assert len(list((tmp_path / "pyramids").glob("*.safetensors"))) == 1
+
+
+def test_train_field_refuses_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train_field(tmp_path / "missing", tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="transforms.json"):
+        train_field(tmp_path / "empty", tmp_path / "run")
+    with pytest.raises(ValueError, match="max_iterations"):
+        train_field(tmp_path / "empty", tmp_path / "run", max_iterations=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        train_field(tmp_path / "empty", tmp_path / "run", "nerfacto")
+    with pytest.raises(FileNotFoundError, match="config.yml"):
+        load_run(tmp_path)
+
