@@ -8,8 +8,13 @@ Exit codes: 0 success, 1 some item failed (batch runs carry on), 2 usage error.
 from __future__ import annotations
 
 import importlib
+import warnings
 
-from .app import app
+# timm 0.6.7 (the version nerfstudio 1.1.5 pins; open_clip imports it) scripts modules at import, which recent
+# torch answers with a FutureWarning before every command's output; nothing a user of the CLI can act on.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+
+from .app import app  # noqa: E402  (after the filter: the command modules import open_clip)
 
 _COMMAND_MODULES = ["models", "images", "segment3d", "train", "evaluate", "probe", "datagen", "export", "field"]
 for _name in _COMMAND_MODULES:
@@ -27,8 +32,6 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 def main() -> None:
     """Console-script entry point."""
-    import warnings
-
     warnings.formatwarning = _format_warning
     app()
 
