@@ -25,6 +25,7 @@ import importlib.util
 import json
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,10 +45,24 @@ app.add_typer(field_app, name="field")
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No stage lines on stderr.")]
 
 
+# Deprecation notices nerfstudio 1.1.5 triggers in recent torch (at import and on every step); none is the
+# user's to act on, and dozens of them buried the progress lines of `ovtools field train`.
+_NERFSTUDIO_NOISE = (
+    r"`torch\.cuda\.amp\.",
+    r"Using a non-tuple sequence for multidimensional indexing",
+    r"Converting a tensor with requires_grad=True to a scalar",
+)
+
+
 def require_nerf() -> None:
-    """Exit 2 with one line naming ``pip install "ovtools[nerf]"`` when nerfstudio is not importable."""
+    """Exit 2 with one line naming ``pip install "ovtools[nerf]"`` when nerfstudio is not importable.
+
+    Also silences the deprecation notices nerfstudio 1.1.5 raises under recent torch (this process only).
+    """
     if importlib.util.find_spec("nerfstudio") is None:
         opt.usage_error(NERF_MISSING)
+    for message in _NERFSTUDIO_NOISE:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def check_run(run: Path) -> list[Path]:
