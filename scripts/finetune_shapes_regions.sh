@@ -15,7 +15,7 @@
 # classes (same colour or shape) are in its batch as hard negatives.
 # Deterministic (fixed seeds, 2 torch threads).  Measured 2148 s on 2 CPU cores shared with 2 other training jobs
 # (load 6-9): data 609 s, 800 steps 1515 s (about 0.9 s/step on an idle machine).
-# Held-out quality: see /work/notes/readme-regions.md (README quality table); v1 of this recipe (no shifted boxes,
+# Held-out quality: README, section 'The evaluation world' (quality tables); v1 of this recipe (no shifted boxes,
 # 3 negatives per object, 500 steps at 3e-4) reached precision 0.89 / recall 0.83 on the tuning scenes (threshold
 # 0.8, contained_fraction 0.4, contained_margin 0.1), this one 0.91 / 0.86 (0.93 / 0.86 with contained_margin 0.3).
 # Usage: scripts/finetune_shapes_regions.sh [DATA_ROOT] [RUN_DIR]

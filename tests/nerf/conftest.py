@@ -1,8 +1,8 @@
 """NeRF tests: skipped with a reason where nerfstudio (the ``nerf`` extra) is not importable.
 
-Run them with the nerfstudio environment::
+They run in the README's test command, which installs the ``nerf`` extra (``pip install -e ".[dev]"``)::
 
-    PYTHONPATH=$PWD /work/venv-nerf/bin/python -m pytest tests/nerf -q
+    python3 -m pytest tests/nerf -q
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 #: Every test module starts with ``pytest.importorskip("nerfstudio", reason=NEEDS_NERFSTUDIO)``.
-NEEDS_NERFSTUDIO = 'needs nerfstudio: pip install "ovtools[nerf]" (here: /work/venv-nerf/bin/python)'
+NEEDS_NERFSTUDIO = 'needs nerfstudio: pip install "ovtools[nerf]"'
 
 
 @pytest.fixture(scope="session")
