@@ -43,6 +43,23 @@ field_app = typer.Typer(help="NeRF feature fields: train a language field on a p
 app.add_typer(field_app, name="field")
 
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No stage lines on stderr.")]
+_RenderSide = Annotated[int, typer.Option("--render-side", min=8, help="Longer side of the rendered views "
+                                         "(maps, depth) in pixels.")]
+_Scale = Annotated[Optional[float], typer.Option("--scale", help="Crop size in metres the field is read at "
+                                                 "(> 0). Default: the run's query scale.")]
+
+
+def check_positive(**values: float | None) -> None:
+    """Exit 2 naming the option (``voxel_size`` -> ``--voxel-size``) when a given length is not > 0 metres."""
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            opt.usage_error(f"--{name.replace('_', '-')} must be > 0 metres")
+
+
+def check_phrase(text: str | None) -> None:
+    """Exit 2 when ``--query`` was given but is blank."""
+    if text is not None and not text.strip():
+        opt.usage_error("--query must be a non-empty phrase")
 
 
 # Deprecation notices nerfstudio 1.1.5 triggers in recent torch (at import and on every step); none is the
@@ -165,23 +182,19 @@ def query(
                                                      "PNG per camera (<phrase>_cam<k>.png).")] = None,
     cameras: Annotated[Optional[str], typer.Option("--cameras", help="Dataset camera indices, e.g. 0,3,7. "
                                                    "Default: every dataset camera.")] = None,
-    render_side: Annotated[int, typer.Option("--render-side", min=8, help="Longer side of the rendered maps in "
-                                             "pixels.")] = 160,
-    scale: Annotated[Optional[float], typer.Option("--scale", min=0.0, help="Crop size in metres the field is "
-                                                   "read at. Default: the run's query scale.")] = None,
+    render_side: _RenderSide = 160,
+    scale: _Scale = None,
     quiet: _Quiet = False,
 ) -> None:
     """Relevancy maps of one phrase in the dataset cameras of a trained field (one JSON line per camera)."""
     set_quiet(quiet)
     require_nerf()
-    if not text.strip():
-        opt.usage_error("--query must be a non-empty phrase")
+    check_phrase(text)
     files = check_run(run)
     cams = _cameras(cameras)
     if save_vis is not None and save_vis.exists() and not save_vis.is_dir():
         opt.usage_error(f"--save-vis {save_vis}: give a folder")
-    if scale is not None and scale <= 0:
-        opt.usage_error("--scale must be > 0 metres")
+    check_positive(scale=scale)
     pipe = load_field(run, "field query", render_side=render_side, scales_m=None if scale is None else (scale,))
     n = len(pipe.cameras)
     if cams is not None and any(not 0 <= c < n for c in cams):
@@ -217,27 +230,22 @@ def export(
                                            "surface, evenly spread.")] = 12,
     voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.0, help="Fusion voxel in metres. "
                                                         "Default: 1/256 of the surface's diagonal.")] = None,
-    render_side: Annotated[int, typer.Option("--render-side", min=8, help="Longer side of the rendered depth in "
-                                             "pixels.")] = 160,
+    render_side: _RenderSide = 160,
     keep_background: Annotated[bool, typer.Option("--keep-background", help="Also export surface points beyond "
                                                   "the run's scene box (nerfacto's contracted background).")] = False,
-    scale: Annotated[Optional[float], typer.Option("--scale", min=0.0, help="Crop size in metres the field is "
-                                                   "read at. Default: the run's query scale.")] = None,
+    scale: _Scale = None,
     quiet: _Quiet = False,
 ) -> None:
     """Label the field's surface (rendered depth of the dataset cameras, fused per voxel) and write a PLY."""
     set_quiet(quiet)
     require_nerf()
-    if text is not None and not text.strip():
-        opt.usage_error("--query must be a non-empty phrase")
+    check_phrase(text)
     if text is not None and (labels is not None or classes is not None):
         opt.usage_error("give --query (relevancy to one phrase) or --labels/--classes (labels), not both")
     chosen = {} if text is not None else opt.class_options(labels, classes, False)
     if output.suffix.lower() != ".ply":
         opt.usage_error(f"--output {output}: give a .ply file")
-    for flag, value in (("--voxel-size", voxel_size), ("--scale", scale)):
-        if value is not None and value <= 0:
-            opt.usage_error(f"{flag} must be > 0 metres")
+    check_positive(voxel_size=voxel_size, scale=scale)
     files = check_run(run)
     opt.check_outputs({"--output": output, "--summary": summary}, files)
     pipe = load_field(run, "field export", chosen.get("labels"), chosen.get("classes"), render_side=render_side,
