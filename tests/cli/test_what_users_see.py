@@ -75,3 +75,15 @@ def test_short_help_and_version():
     text = " ".join(r.stdout.split())  # click wraps help text
     assert r.exit_code == 0 and "--threshold" in text and "Default: 0.3 (preset detect-default)" in text
     assert "--contained-fraction" in text and "…" not in text  # long option names are never cut
+
+
+def test_no_third_party_deprecation_notice_before_output():
+    """timm 0.6.7 (pinned by nerfstudio, imported by open_clip) printed a torch.jit.script FutureWarning before
+    every command's output; the help of an image command and of `field` must start with their usage line."""
+    import subprocess
+    import sys
+
+    for args in (["detect", "-h"], ["field", "train", "-h"]):
+        res = subprocess.run([sys.executable, "-m", "ovtools", *args], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert "Warning" not in res.stderr and res.stdout.startswith("Usage:"), res.stderr
