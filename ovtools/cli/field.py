@@ -33,7 +33,7 @@ import typer
 
 from . import options as opt
 from .app import app
-from .progress import set_quiet, stage
+from .progress import make_progress, set_quiet, stage
 
 NERF_MISSING = 'NeRF feature fields need nerfstudio, which is not installed: pip install "ovtools[nerf]"'
 PRESETS = {"small": "ovtools-field-small", "full": "ovtools-field"}
@@ -68,6 +68,7 @@ _NERFSTUDIO_NOISE = (
     r"`torch\.cuda\.amp\.",
     r"Using a non-tuple sequence for multidimensional indexing",
     r"Converting a tensor with requires_grad=True to a scalar",
+    r"This DataLoader will create \d+ worker processes",  # nerfstudio asks for 4 workers whatever the CPU count
 )
 
 
@@ -151,11 +152,22 @@ def train(
     opt.register_model_configs()
     stage("field train", f"{PRESETS[preset]} on {data}")
     t0 = time.perf_counter()
+    bar: list = []
+
+    def on_step(done: int, total: int) -> None:  # ovtools' progress instead of nerfstudio's redrawn table
+        if not bar:
+            progress, task = make_progress(total, "field train", "steps", interval=15.0)
+            bar.extend((progress.__enter__(), task, progress))
+        bar[0].advance(bar[1])
+
     try:
         run = train_field(data, out, PRESETS[preset], model=model, pretrained=pretrained, max_iterations=iterations,
-                          seed=seed, quiet=quiet)
+                          seed=seed, quiet=quiet, progress=None if quiet else on_step)
     except (OvtoolsError, FileNotFoundError, ValueError) as e:
         opt.usage_error(str(e))
+    finally:
+        if bar:
+            bar[2].__exit__(None, None, None)
     stage("field train", f"done in {time.perf_counter() - t0:.0f} s: {run}")
     opt.stdout.print_json(json.dumps({"run": str(run), "method": PRESETS[preset],
                                       "seconds": round(time.perf_counter() - t0, 1)}))

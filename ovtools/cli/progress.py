@@ -65,15 +65,16 @@ class LineProgress:
                                markup=False, highlight=False, soft_wrap=True)
 
 
-def make_progress(total: int, description: str, unit: str = "images"):
-    """Progress for ``total`` items on stderr: a rich bar on a terminal, :class:`LineProgress` lines otherwise.
+def make_progress(total: int, description: str, unit: str = "images", interval: float = 2.0):
+    """Progress for ``total`` items on stderr: a rich bar on a terminal, :class:`LineProgress` lines otherwise
+    (at most one every ``interval`` seconds, and one at the end).
 
     Returns:
         ``(progress, task_id)``; use ``progress`` as a context manager and ``progress.advance(task_id)``
         per item; ``progress.console.print`` writes above the bar.
     """
     if not stderr.is_terminal:
-        return LineProgress(total, description, unit, quiet=_state["quiet"]), 0
+        return LineProgress(total, description, unit, interval, quiet=_state["quiet"]), 0
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=stderr, disable=total < 2 or _state["quiet"], transient=False)
     return progress, progress.add_task(description, total=total)

@@ -32,7 +32,6 @@ import torch
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-from nerfstudio.configs.method_configs import all_descriptions, all_methods
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
@@ -68,6 +67,11 @@ def register_methods() -> None:
     code run from a source checkout (or before ``pip install``) is not one, yet nerfstudio's
     ``eval_setup`` looks the saved run's method up in that table.  Idempotent.
     """
+    # Imported here, not at the top: importing nerfstudio's method table scans the entry points, which load
+    # this module; at import time of this module that was a circular import (`import ovtools.nerf.method` as a
+    # process's first nerf import failed with "partially initialized module").
+    from nerfstudio.configs.method_configs import all_descriptions, all_methods
+
     for name, spec in (("ovtools-field", ovtools_field), ("ovtools-field-small", ovtools_field_small)):
         if name not in all_methods:
             all_methods[name] = spec.config

@@ -262,6 +262,7 @@ class OVFieldModel(NerfactoModel):
         if "clip" in batch:
             target = batch["clip"].to(self.device)
             keep = (outputs["accumulation"].detach() >= self.config.language_min_accumulation).float()
+            keep = keep * (target.norm(dim=-1, keepdim=True) > 0.5).float()  # zero rows: pixel in no mask
             huber = F.huber_loss(outputs["clip"], target, delta=1.25, reduction="none").sum(-1, keepdim=True)
             metrics["language_loss"] = (huber * keep).sum() / keep.sum().clamp(min=1.0)
             metrics["language_cos"] = ((outputs["clip"] * target).sum(-1, keepdim=True) * keep).sum() / keep.sum().clamp(

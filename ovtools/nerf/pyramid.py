@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from ..encoders import CLIPEncoder
 from ..encoders.loading import weights_fingerprint
+from ..io.writers import atomic_output
 
 __all__ = ["CropPyramid", "PyramidSpec", "default_pyramid_dir"]
 
@@ -135,7 +136,7 @@ class CropPyramid:
         if path.is_file():
             try:
                 return cls.load(path, spec, (h, w))
-            except (ValueError, OSError, RuntimeError):
+            except (ValueError, OSError, RuntimeError, KeyError, SafetensorError):
                 pass  # unreadable or stale: recompute and overwrite
         levels = [[] for _ in spec.scales]
         for a in tqdm(arrays, desc="CLIP crop pyramid", unit="image", disable=not progress, leave=False):
@@ -160,13 +161,10 @@ class CropPyramid:
     def save(self, path: str | Path) -> Path:
         """Write the levels as safetensors atomically (creating the folder)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pyramid.", suffix=".tmp")
-        os.close(fd)
         meta = {"format": FORMAT, "scales": repr(self.spec.scales), "stride": repr(self.spec.stride),
                 "image_size": repr(self.image_size)}
-        save_file({f"level{i}": lev for i, lev in enumerate(self.levels)}, tmp, metadata=meta)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            save_file({f"level{i}": lev for i, lev in enumerate(self.levels)}, str(tmp), metadata=meta)
         return path
 
     @classmethod

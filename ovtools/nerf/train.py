@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline
 from nerfstudio.utils.eval_utils import eval_setup
@@ -59,7 +60,8 @@ def dataparser_for(data: Path, base: DataParserConfig) -> DataParserConfig:
 
 def train_field(data, out, method: str = "ovtools-field-small", *, model: str | None = None,
                 pretrained: str | None = None, max_iterations: int | None = None, seed: int = 0,
-                quiet: bool = False, configure: Callable[[TrainerConfig], None] | None = None) -> Path:
+                quiet: bool = False, configure: Callable[[TrainerConfig], None] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Path:
     """Train a language field on one scene and return its run folder.
 
     Args:
@@ -76,6 +78,8 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
         quiet: print nothing (no config dump, no per-step table, no progress bar).
         configure: called with the nerfstudio ``TrainerConfig`` just before training, to change any setting
             (as ``ns-train``'s options would), e.g. ``lambda c: setattr(c.pipeline.model, "language_loss_weight", 0.2)``.
+        progress: called after every iteration with ``(iterations done, total)``; when given, nerfstudio's own
+            per-step table (redrawn with terminal escapes) is not printed.
 
     Returns:
         The run folder (absolute), holding ``config.yml``.
@@ -108,7 +112,7 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
     register_methods()
     previous, threads = CONSOLE.quiet, torch.get_num_threads()
     CONSOLE.quiet = quiet or previous
-    if quiet:
+    if quiet or progress is not None:
         config.logging.local_writer.enable = False
     try:
         random.seed(seed)
@@ -117,12 +121,20 @@ def train_field(data, out, method: str = "ovtools-field-small", *, model: str | 
         config.save_config()
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
+        if progress is not None:
+            total, first = config.max_num_iterations, []
+
+            def report(step: int) -> None:
+                if not first:
+                    first.append(step)
+                progress(step - first[0] + 1, total)
+
+            trainer.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], report))
         trainer.train()
     finally:
         CONSOLE.quiet = previous
         torch.set_num_threads(threads)  # the pipeline may have set its cpu_threads
     return run
-
 
 
 def load_run(run, test_mode: str = "inference") -> tuple[Pipeline, int]:

@@ -40,7 +40,8 @@ def rgbd_only(rgbd_scene, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(rgbd_only, tmp_path_factory):
     """A 2-iteration ovtools-field-small run on :func:`rgbd_only`, trained through ``ovtools field train``
-    (nerf-method's ``train_field``) with the shipped 3D-world CLIP; its pyramid and text caches in tmp."""
+    (``train_field``) with the shipped 3D-world CLIP; its CLIP-target and text caches in tmp; what the command
+    printed is kept beside the run as ``train-output.txt``."""
     import os
 
     from typer.testing import CliRunner
@@ -52,8 +53,7 @@ def tiny_run(rgbd_only, tmp_path_factory):
     os.environ["OVTOOLS_PYRAMID_DIR"], os.environ["OVTOOLS_CACHE_DIR"] = str(tmp / "pyramid"), str(tmp / "cache")
     try:
         res = CliRunner().invoke(app, ["field", "train", str(rgbd_only[1]), "--out", str(tmp / "run"),
-                                       "--model", "ovtools-shapes", "--pretrained", "shapes3d", "--iterations", "2",
-                                       "--quiet"])
+                                       "--model", "ovtools-shapes", "--pretrained", "shapes3d", "--iterations", "2"])
     finally:
         for k, v in old.items():
             if v is None:
@@ -61,6 +61,7 @@ def tiny_run(rgbd_only, tmp_path_factory):
             else:
                 os.environ[k] = v
     assert res.exit_code == 0, res.output
+    (tmp / "train-output.txt").write_text(res.output)  # what the command printed (test_method.py reads it)
     return tmp / "run"
 
 

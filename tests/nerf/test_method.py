@@ -77,7 +77,9 @@ def no_network(monkeypatch):
 
 
 def _coarse_pyramid(config) -> None:
-    """Two coarse crop scales: ~40 crops per image instead of ~2000 (the test is about plumbing, not quality)."""
+    """LERF's crop pyramid as targets (the default is masks), two coarse crop scales: ~40 crops per image instead
+    of ~2000 (the test is about plumbing, not quality)."""
+    config.pipeline.datamanager.clip_targets = "pyramid"
     config.pipeline.datamanager.pyramid_scales = (0.25, 0.4)
     config.pipeline.datamanager.pyramid_stride = 1.0
 
@@ -96,6 +98,7 @@ def test_two_cpu_iterations_offline_then_the_checkpoint_loads_and_renders(tiny_t
     assert run == (tmp_path / "run").resolve()
     assert (run / "config.yml").is_file() and (run / "dataparser_transforms.json").is_file()
     assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
+    assert [p.name[:6] for p in (tmp_path / "pyramids").glob("*.safetensors")] != ["masks-"]
     assert len(list((tmp_path / "pyramids").glob("*.safetensors"))) == 1  # the pyramid was cached
 
     pipeline, step = load_run(run)
@@ -144,3 +147,27 @@ def test_train_field_refuses_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.yml"):
         load_run(tmp_path)
 
+
+
+def test_field_train_command_trains_on_mask_targets_and_shows_its_own_progress(tiny_run):
+    """The default targets are masks (cached beside the run's other caches); piped, the command prints plain
+    progress lines, not nerfstudio's per-step table redrawn with terminal escapes."""
+    targets = list((tiny_run.parent / "pyramid").glob("*.safetensors"))
+    assert [p.name.startswith("masks-") for p in targets] == [True]
+    printed = (tiny_run.parent / "train-output.txt").read_text()
+    assert "field train: 2/2 steps" in printed
+    assert "CLIP mask targets of 7 images" in printed
+    assert "\x1b[" not in printed and "Step (% Done)" not in printed
+
+
+def test_method_module_imports_first_in_a_fresh_process():
+    """Importing nerfstudio's method table scans the entry points, which load ovtools.nerf.method: imported at
+    the top of that module it was a circular import whenever ovtools.nerf.method was the first nerf import."""
+    import subprocess
+    import sys
+
+    code = "import ovtools.nerf.method as m; print(sorted(m.METHOD_NAMES))"
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "ovtools-field-small" in res.stdout

@@ -43,6 +43,9 @@ def test_build_caches_and_samples_exact_values_at_crop_centres(images, tiny_enco
     assert all(torch.equal(a, b) for a, b in zip(pyr.levels, again.levels))
     other = CropPyramid.build(images[:1], tiny_encoder, spec, cache_dir=tmp_path, progress=False)
     assert other.n_images == 1 and len(list(tmp_path.glob("*.safetensors"))) == 2  # other images, other key
+    files[0].write_bytes(b"not safetensors")  # a damaged cache file is recomputed, not fatal
+    fixed = CropPyramid.build(images, tiny_encoder, spec, cache_dir=tmp_path, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(pyr.levels, fixed.levels))
 
     # at a crop centre and exactly a pyramid scale the sample is that crop's embedding
     _, step, _, _ = spec.grid(1, 40, 56)
