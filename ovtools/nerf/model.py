@@ -19,7 +19,9 @@ crop's physical size at a sample at distance ``t`` along the ray is ``scale × (
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional, Type
 
 import numpy as np
@@ -48,7 +50,7 @@ from ..encoders.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from ..encoders.loading import register_model_configs
 from .field import LanguageField, LanguageFieldConfig
 
-__all__ = ["OVFieldModel", "OVFieldModelConfig", "clip_embed_dim"]
+__all__ = ["OVFieldModel", "OVFieldModelConfig", "clip_embed_dim", "hub_model_config"]
 
 EPS = 1e-8
 
@@ -83,18 +85,43 @@ class OVFieldModelConfig(DepthNerfactoModelConfig):
 def clip_embed_dim(config: OVFieldModelConfig) -> int:
     """The CLIP embedding size ``D``: ``config.embed_dim`` if set, else from open_clip's config of ``encoder_model``.
 
+    For an ``hf-hub:org/repo`` id the size is read from the repository's ``open_clip_config.json`` in the
+    local Hugging Face cache (where loading the model put it); nothing is downloaded.
+
     Raises:
-        ValueError: ``embed_dim`` is 0 and open_clip knows no architecture ``encoder_model`` (e.g. an
-            ``hf-hub:`` id); set ``embed_dim``.
+        ValueError: ``embed_dim`` is 0 and the size is unknown: open_clip knows no architecture
+            ``encoder_model``, or an ``hf-hub:`` id is not in the local cache; set ``embed_dim``.
     """
     if config.embed_dim > 0:
         return int(config.embed_dim)
-    register_model_configs()
-    arch = open_clip.get_model_config(config.encoder_model) if not config.encoder_model.startswith("hf-hub:") else None
+    name = config.encoder_model
+    if name.startswith("hf-hub:"):
+        arch = hub_model_config(name[len("hf-hub:"):])
+    else:
+        register_model_configs()
+        arch = open_clip.get_model_config(name)
     if not arch or "embed_dim" not in arch:
-        raise ValueError(f"cannot tell the embedding size of CLIP model {config.encoder_model!r}; set "
+        where = ""
+        if name.startswith("hf-hub:"):
+            where = " (its open_clip_config.json is not in the local Hugging Face cache)"
+        raise ValueError(f"cannot tell the embedding size of CLIP model {name!r}{where}; set "
                          "--pipeline.model.embed-dim")
     return int(arch["embed_dim"])
+
+
+def hub_model_config(repo_id: str) -> dict | None:
+    """``model_cfg`` of an open_clip hub repository from the local Hugging Face cache, or ``None`` (not cached,
+    unreadable).  Never downloads."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo_id, "open_clip_config.json")
+    if not isinstance(path, str):
+        return None
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg.get("model_cfg") if isinstance(cfg, dict) else None
 
 
 class OVFieldModel(NerfactoModel):

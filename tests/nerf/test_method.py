@@ -171,3 +171,25 @@ def test_method_module_imports_first_in_a_fresh_process():
                          cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "ovtools-field-small" in res.stdout
+
+
+def test_embedding_size_of_an_hf_hub_model_comes_from_the_local_hub_cache(tmp_path, monkeypatch):
+    """hf-hub: ids have no open_clip architecture name: the size is read from the cached open_clip_config.json
+    (never downloaded); a model not in the cache is a clear error naming the setting."""
+    import json
+
+    import huggingface_hub.constants
+
+    from ovtools.nerf.model import OVFieldModelConfig, clip_embed_dim
+
+    snap = tmp_path / "models--someorg--tiny-clip" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"embed_dim": 384}}))
+    (tmp_path / "models--someorg--tiny-clip" / "refs").mkdir()
+    (tmp_path / "models--someorg--tiny-clip" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert clip_embed_dim(OVFieldModelConfig(encoder_model="hf-hub:someorg/tiny-clip")) == 384
+    assert clip_embed_dim(OVFieldModelConfig(encoder_model="hf-hub:someorg/tiny-clip", embed_dim=16)) == 16
+    assert clip_embed_dim(OVFieldModelConfig(encoder_model="ovtools-shapes")) == 128
+    with pytest.raises(ValueError, match="not in the local Hugging Face cache.*embed-dim"):
+        clip_embed_dim(OVFieldModelConfig(encoder_model="hf-hub:someorg/other"))
