@@ -18,7 +18,6 @@ under ``cache_dir`` (``$OVTOOLS_PYRAMID_DIR`` by default, beside crop pyramids).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..encoders import CLIPEncoder
-from ..encoders.loading import weights_fingerprint
 from ..heads.segment3d import Segment3DHead
 from ..io.writers import atomic_output
-from .pyramid import default_pyramid_dir
+from .pyramid import check_images, default_pyramid_dir, targets_cache_key
 
 __all__ = ["MaskTargets"]
 
@@ -86,13 +84,8 @@ class MaskTargets:
         Raises:
             ValueError: no images, images of differing sizes or not uint8 (H, W, 3), or a bad mask setting.
         """
-        if len(images) == 0:
-            raise ValueError("mask targets need at least one image")
-        arrays = [np.ascontiguousarray(im) for im in images]
+        arrays = check_images(images, "the mask targets")
         h, w = arrays[0].shape[:2]
-        for i, a in enumerate(arrays):
-            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or a.shape[:2] != (h, w):
-                raise ValueError(f"image {i} must be uint8 ({h}, {w}, 3) like image 0, got {a.dtype} {a.shape}")
         options = dict(proposal_options or {})
         settings = repr((mask_proposals, sorted(options.items()), int(min_mask_area), float(context_padding)))
         folder = Path(cache_dir).expanduser() if cache_dir is not None else default_pyramid_dir()
@@ -121,14 +114,7 @@ class MaskTargets:
     @staticmethod
     def cache_key(images: Sequence[np.ndarray], encoder: CLIPEncoder, settings: str) -> str:
         """Hex digest of the images' bytes, the encoder (name, tag, weights, precision) and the mask settings."""
-        hsh = hashlib.sha256(FORMAT.encode())
-        for part in (encoder.name, str(encoder.pretrained), weights_fingerprint(encoder.model), str(encoder.dtype),
-                     settings):
-            hsh.update(part.encode() + b"\0")
-        for a in images:
-            hsh.update(repr(a.shape).encode())
-            hsh.update(a.tobytes())
-        return hsh.hexdigest()[:32]
+        return targets_cache_key(FORMAT, images, encoder, settings)
 
     def save(self, path: str | Path) -> Path:
         """Write the targets as safetensors atomically (creating the folder)."""

@@ -33,7 +33,7 @@ from ..encoders import CLIPEncoder
 from ..encoders.loading import weights_fingerprint
 from ..io.writers import atomic_output
 
-__all__ = ["CropPyramid", "PyramidSpec", "default_pyramid_dir"]
+__all__ = ["CropPyramid", "PyramidSpec", "check_images", "default_pyramid_dir", "targets_cache_key"]
 
 FORMAT = "ovtools-crop-pyramid-1"
 
@@ -42,6 +42,35 @@ def default_pyramid_dir() -> Path:
     """``$OVTOOLS_PYRAMID_DIR`` or ``~/.cache/ovtools/pyramid``."""
     env = os.environ.get("OVTOOLS_PYRAMID_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ovtools" / "pyramid"
+
+
+def check_images(images: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+    """The images as C-contiguous arrays, checked to be RGB uint8 (H, W, 3) of one size.
+
+    Raises:
+        ValueError: no images (naming ``what`` needs them), or an image of another size, dtype or shape.
+    """
+    if len(images) == 0:
+        raise ValueError(f"{what} needs at least one image")
+    arrays = [np.ascontiguousarray(im) for im in images]
+    h, w = arrays[0].shape[:2]
+    for i, a in enumerate(arrays):
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or a.shape[:2] != (h, w):
+            raise ValueError(f"image {i} must be uint8 ({h}, {w}, 3) like image 0, got {a.dtype} {a.shape}")
+    return arrays
+
+
+def targets_cache_key(fmt: str, images: Sequence[np.ndarray], encoder: CLIPEncoder, *settings: str) -> str:
+    """Cache key of CLIP targets: hex digest of ``fmt``, the encoder (name, tag, weights, precision), ``settings``
+    and the images' shapes and bytes."""
+    hsh = hashlib.sha256(fmt.encode())
+    for part in (encoder.name, str(encoder.pretrained), weights_fingerprint(encoder.model), str(encoder.dtype),
+                 *settings):
+        hsh.update(part.encode() + b"\0")
+    for a in images:
+        hsh.update(repr(a.shape).encode())
+        hsh.update(np.ascontiguousarray(a).tobytes())
+    return hsh.hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -124,13 +153,8 @@ class CropPyramid:
         Raises:
             ValueError: no images, or images of differing sizes or not uint8 (H, W, 3).
         """
-        if len(images) == 0:
-            raise ValueError("the crop pyramid needs at least one image")
-        arrays = [np.asarray(im) for im in images]
+        arrays = check_images(images, "the crop pyramid")
         h, w = arrays[0].shape[:2]
-        for i, a in enumerate(arrays):
-            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or a.shape[:2] != (h, w):
-                raise ValueError(f"image {i} must be uint8 ({h}, {w}, 3) like image 0, got {a.dtype} {a.shape}")
         path = Path(cache_dir).expanduser() if cache_dir is not None else default_pyramid_dir()
         path = path / f"{cls.cache_key(arrays, encoder, spec)}.safetensors"
         if path.is_file():
@@ -149,14 +173,7 @@ class CropPyramid:
     @staticmethod
     def cache_key(images: Sequence[np.ndarray], encoder: CLIPEncoder, spec: PyramidSpec) -> str:
         """Hex digest of the images' bytes, the encoder (name, tag, weights, precision) and ``spec``."""
-        hsh = hashlib.sha256(FORMAT.encode())
-        for part in (encoder.name, str(encoder.pretrained), weights_fingerprint(encoder.model), str(encoder.dtype),
-                     repr(spec.scales), repr(spec.stride)):
-            hsh.update(part.encode() + b"\0")
-        for a in images:
-            hsh.update(repr(a.shape).encode())
-            hsh.update(np.ascontiguousarray(a).tobytes())
-        return hsh.hexdigest()[:32]
+        return targets_cache_key(FORMAT, images, encoder, repr(spec.scales), repr(spec.stride))
 
     def save(self, path: str | Path) -> Path:
         """Write the levels as safetensors atomically (creating the folder)."""
