@@ -1,7 +1,7 @@
 """Cascade scoring on the evaluation world: AP50 against CPU time for each ranking pass, k and NMS IoU.
 
     python benchmarks/tune_cascade.py WORKDIR [--seed 1000] [--scenes 40] [--image-size 192] \
-        [--sides 0,256,512] [--k 20,30,40,50] [--nms none,0.5]
+        [--objects 3,6] [--sides 0,256,512] [--k 20,30,40,50] [--nms none,0.5]
 
 Scenes are generated once with ``ovtools datagen --kind scenes`` (seed 1000-1999: tuning; 2002:
 the held-out scenes of ``benchmarks/bench_quality.py`` — never tune on the scenes you report).
@@ -79,15 +79,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--scenes", type=int, default=40)
     ap.add_argument("--image-size", type=int, default=192)
+    ap.add_argument("--objects", default="3,6", help="fewest,most objects per scene")
     ap.add_argument("--sides", default="0,256,512")
     ap.add_argument("--k", default="20,30,40,50")
     ap.add_argument("--nms", default="none,0.5")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    root = args.work / f"scenes-{args.seed}-{args.image_size}"
+    lo, hi = (int(v) for v in args.objects.split(","))
+    root = args.work / f"scenes-{args.seed}-{args.image_size}" if (lo, hi) == (3, 6) else \
+        args.work / f"scenes-{args.seed}-{args.image_size}-{lo}-{hi}"
     if not (root / "annotations.json").exists():
-        run_cli(["datagen", root, "--kind", "scenes", "--n", args.scenes, "--seed", args.seed, "--min-objects", 3,
-                 "--max-objects", 6, "--image-size", args.image_size])
+        run_cli(["datagen", root, "--kind", "scenes", "--n", args.scenes, "--seed", args.seed, "--min-objects", lo,
+                 "--max-objects", hi, "--image-size", args.image_size])
     data = read_coco(root / "annotations.json")
     pipe = DetectPipeline("detect-shapes")
     sides = [int(v) for v in args.sides.split(",")]
