@@ -88,8 +88,9 @@ def main() -> None:
     runs: dict[str, object] = {}
     for scoring in args.paths.split(","):
         pipe = DetectPipeline("detect-default", encoder=base.encoder, scoring=scoring, cache_dir=cache)
-        name = f"ovtools detect, scoring {scoring}" + (f" (k={pipe.config.cascade_k}, NMS IoU {pipe.config.cascade_nms_iou})"
-                                                  if scoring == "cascade" else "")
+        cfg = pipe.config
+        name = f"ovtools detect, scoring {scoring}" + (
+            f" (k={cfg.cascade_k}, NMS IoU {cfg.cascade_nms_iou})" if scoring == "cascade" else "")
         runs[name] = (lambda p=pipe: p(image))
     first_peer = None
     for kind in filter(None, args.peers.split(",")):
@@ -120,7 +121,8 @@ def main() -> None:
     print(f"| path | seconds per image | CPU seconds per image |{' vs OWL-ViT B/32 (wall, CPU) |' if ref else ''}")
     print(f"|---|---|---|{'---|' if ref else ''}")
     for n, t in med.items():
-        print(f"| {n} | {t:.2f} | {med_cpu[n]:.2f} |" + (f" {t / ref:.2f}x, {med_cpu[n] / ref_cpu:.2f}x |" if ref else ""))
+        ratios = f" {t / ref:.2f}x, {med_cpu[n] / ref_cpu:.2f}x |" if ref else ""
+        print(f"| {n} | {t:.2f} | {med_cpu[n]:.2f} |{ratios}")
 
 
 if __name__ == "__main__":
