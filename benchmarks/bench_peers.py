@@ -1,7 +1,8 @@
 """ovtools detect beside one-pass open-vocabulary detectors, same image, same number of labels, one run.
 
     pip install -e .[bench]      # transformers, for the peers only
-    python benchmarks/bench_peers.py [--rounds 2] [--paths dense,cascade,crop] [--peers owlvit,owlv2]
+    python benchmarks/bench_peers.py [--rounds 2] [--paths dense,cascade,crop] [--peers owlvit,owlv2] \
+        [--cascade-k 40,30,20]
 
 * ovtools: ``DetectPipeline("detect-default")`` (ViT-B-32, random weights, the preset's
   precision — ``auto`` — unless ``--precision``) on a 640×480 photo (skimage's coffee) with the
@@ -74,6 +75,8 @@ def main() -> None:
     ap.add_argument("--paths", default="dense,cascade,crop")
     ap.add_argument("--peers", default="owlvit,owlv2")
     ap.add_argument("--peer-bf16", action="store_true")
+    ap.add_argument("--cascade-k", default=None, help="comma-separated cascade_k values, one cascade row each "
+                    "(default: the preset's)")
     ap.add_argument("--precision", default=None)
     args = ap.parse_args()
 
@@ -86,12 +89,15 @@ def main() -> None:
     base = DetectPipeline("detect-default", pretrained=None, cache_dir=cache, **extra)
     n_labels = len(base.labels)
     runs: dict[str, object] = {}
+    ks = [int(k) for k in args.cascade_k.split(",")] if args.cascade_k else [None]
     for scoring in args.paths.split(","):
-        pipe = DetectPipeline("detect-default", encoder=base.encoder, scoring=scoring, cache_dir=cache)
-        cfg = pipe.config
-        name = f"ovtools detect, scoring {scoring}" + (
-            f" (k={cfg.cascade_k}, NMS IoU {cfg.cascade_nms_iou})" if scoring == "cascade" else "")
-        runs[name] = (lambda p=pipe: p(image))
+        for k in ks if scoring == "cascade" else [None]:
+            more = {"cascade_k": k} if k else {}
+            pipe = DetectPipeline("detect-default", encoder=base.encoder, scoring=scoring, cache_dir=cache, **more)
+            cfg = pipe.config
+            name = f"ovtools detect, scoring {scoring}" + (
+                f" (k={cfg.cascade_k}, NMS IoU {cfg.cascade_nms_iou})" if scoring == "cascade" else "")
+            runs[name] = (lambda p=pipe: p(image))
     first_peer = None
     for kind in filter(None, args.peers.split(",")):
         for dtype in (torch.float32, torch.bfloat16) if args.peer_bf16 else (torch.float32,):
