@@ -1,7 +1,8 @@
 """ovtools detect beside one-pass open-vocabulary detectors, same image, same number of labels, one run.
 
     pip install -e .[bench]      # transformers, for the peers only
-    python benchmarks/bench_peers.py [--rounds 2] [--paths dense,cascade,crop] [--peers owlvit,owlv2]
+    python benchmarks/bench_peers.py [--rounds 2] [--paths dense,cascade,crop] [--peers owlvit,owlv2] \
+        [--cascade-k 40,30,20]
 
 * ovtools: ``DetectPipeline("detect-default")`` (ViT-B-32, random weights, the preset's
   precision — ``auto`` — unless ``--precision``) on a 640×480 photo (skimage's coffee) with the
@@ -13,8 +14,10 @@
   one forward pass at 768×768 with 80 text queries of 16 tokens, in fp32 (their default) and, with
   ``--peer-bf16``, with weights cast to bfloat16 as well.
 
-Rounds alternate between all paths; medians (seconds per image) and ratios to OWL-ViT B/32 are
-printed.  The machine may be shared: the ratios are what this measures.
+Rounds alternate between all paths; medians of wall and process CPU seconds per image (CPU: all
+threads of this process together) and their ratios to OWL-ViT B/32 are printed.  The machine may be
+shared: the ratios are what this measures, and on a loaded machine the CPU ratio is the steadier one
+(another job's load inflates wall time, not this process's CPU time).
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ def main() -> None:
     ap.add_argument("--paths", default="dense,cascade,crop")
     ap.add_argument("--peers", default="owlvit,owlv2")
     ap.add_argument("--peer-bf16", action="store_true")
+    ap.add_argument("--cascade-k", default=None, help="comma-separated cascade_k values, one cascade row each "
+                    "(default: the preset's)")
     ap.add_argument("--precision", default=None)
     args = ap.parse_args()
 
@@ -84,10 +89,15 @@ def main() -> None:
     base = DetectPipeline("detect-default", pretrained=None, cache_dir=cache, **extra)
     n_labels = len(base.labels)
     runs: dict[str, object] = {}
+    ks = [int(k) for k in args.cascade_k.split(",")] if args.cascade_k else [None]
     for scoring in args.paths.split(","):
-        pipe = DetectPipeline("detect-default", encoder=base.encoder, scoring=scoring, cache_dir=cache)
-        name = f"ovtools detect, scoring {scoring}" + (f" (k={pipe.config.cascade_k})" if scoring == "cascade" else "")
-        runs[name] = (lambda p=pipe: p(image))
+        for k in ks if scoring == "cascade" else [None]:
+            more = {"cascade_k": k} if k else {}
+            pipe = DetectPipeline("detect-default", encoder=base.encoder, scoring=scoring, cache_dir=cache, **more)
+            cfg = pipe.config
+            name = f"ovtools detect, scoring {scoring}" + (
+                f" (k={cfg.cascade_k}, NMS IoU {cfg.cascade_nms_iou})" if scoring == "cascade" else "")
+            runs[name] = (lambda p=pipe: p(image))
     first_peer = None
     for kind in filter(None, args.peers.split(",")):
         for dtype in (torch.float32, torch.bfloat16) if args.peer_bf16 else (torch.float32,):
@@ -99,21 +109,26 @@ def main() -> None:
         fn()
         print(f"warm-up {name}: {time.perf_counter() - t0:.1f} s", flush=True)
     times: dict[str, list[float]] = {n: [] for n in runs}
+    cpu: dict[str, list[float]] = {n: [] for n in runs}
     for _ in range(args.rounds):
         for name, fn in runs.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     med = {n: statistics.median(t) for n, t in times.items()}
+    med_cpu = {n: statistics.median(t) for n, t in cpu.items()}
     enc = base.encoder
     print(f"640x480 photo (skimage coffee), {n_labels} labels, torch threads {torch.get_num_threads()}, "
           f"{args.rounds} rounds (medians); ovtools: {enc.name} random weights, dtype {str(enc.dtype)[6:]} "
           f"{enc.precision_note and '(' + enc.precision_note + ')'}")
     ref = med.get(first_peer) if first_peer else None
-    print(f"| path | seconds per image |{' vs OWL-ViT B/32 |' if ref else ''}")
-    print(f"|---|---|{'---|' if ref else ''}")
+    ref_cpu = med_cpu.get(first_peer) if first_peer else None
+    print(f"| path | seconds per image | CPU seconds per image |{' vs OWL-ViT B/32 (wall, CPU) |' if ref else ''}")
+    print(f"|---|---|---|{'---|' if ref else ''}")
     for n, t in med.items():
-        print(f"| {n} | {t:.2f} |" + (f" {t / ref:.2f}x |" if ref else ""))
+        ratios = f" {t / ref:.2f}x, {med_cpu[n] / ref_cpu:.2f}x |" if ref else ""
+        print(f"| {n} | {t:.2f} | {med_cpu[n]:.2f} |{ratios}")
 
 
 if __name__ == "__main__":

@@ -67,15 +67,16 @@ def _regions(labels: np.ndarray, image: np.ndarray):
     return size, boxes, hist
 
 
-def _adjacent_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
-    pairs = set()
+def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
+    """int64 (P, 2) distinct pairs ``a < b`` of labels that touch horizontally or vertically."""
+    r = int(labels.max()) + 1
+    codes = []
     for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
         diff = a != b
-        if diff.any():
-            p = np.stack([a[diff], b[diff]], axis=1)
-            p.sort(axis=1)
-            pairs.update(map(tuple, np.unique(p, axis=0).tolist()))
-    return pairs
+        lo, hi = np.minimum(a[diff], b[diff]).astype(np.int64), np.maximum(a[diff], b[diff]).astype(np.int64)
+        codes.append(lo * r + hi)
+    codes = np.unique(np.concatenate(codes))
+    return np.stack([codes // r, codes % r], axis=1)
 
 
 def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,34 +96,41 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.nda
     size, boxes, hist = _regions(labels, image)
     r = len(size)
     im_size = float(labels.size)
-    sizes, bxs, hists = list(size), list(boxes), list(hist)
+    cap = max(2 * r - 1, 1)  # every merge adds one group
+    sizes = np.zeros(cap)
+    bxs = np.zeros((cap, 4))
+    hists = np.zeros((cap, hist.shape[1]))
+    sizes[:r], bxs[:r], hists[:r] = size, boxes, hist
     neighbours: list[set[int]] = [set() for _ in range(r)]
-    for a, b in _adjacent_pairs(labels):
+    pairs = _adjacent_pairs(labels)
+    for a, b in pairs.tolist():
         neighbours[a].add(b)
         neighbours[b].add(a)
 
-    def sim(i: int, j: int) -> float:
-        bb = (max(bxs[i][2], bxs[j][2]) - min(bxs[i][0], bxs[j][0])) * (
-            max(bxs[i][3], bxs[j][3]) - min(bxs[i][1], bxs[j][1]))
-        s_col = float(np.minimum(hists[i], hists[j]).sum())  # histograms sum to 1 → s_col in [0, 1]
+    def sims(i: np.ndarray, j: int | np.ndarray) -> list[float]:
+        # s_colour + s_size + s_fill of the pairs (i[m], j[m]), one numpy pass for all of them
+        lo, hi = np.minimum(bxs[i], bxs[j]), np.maximum(bxs[i], bxs[j])
+        bb = (hi[:, 2] - lo[:, 0]) * (hi[:, 3] - lo[:, 1])
+        s_col = np.minimum(hists[i], hists[j]).sum(axis=1)  # histograms sum to 1 → s_col in [0, 1]
         s_size = 1.0 - (sizes[i] + sizes[j]) / im_size
         s_fill = 1.0 - (bb - sizes[i] - sizes[j]) / im_size
-        return s_col + s_size + s_fill
+        return (s_col + s_size + s_fill).tolist()
 
-    heap = [(-sim(a, b), a, b) for a in range(r) for b in neighbours[a] if a < b]
+    heap = [(-v, a, b) for v, a, b in zip(sims(pairs[:, 0], pairs[:, 1]), pairs[:, 0].tolist(),
+                                          pairs[:, 1].tolist())]
     heapq.heapify(heap)
     alive = [True] * r
     merges: list[tuple[int, int]] = []
+    t = r
     while heap:
         _, i, j = heapq.heappop(heap)
         if not (alive[i] and alive[j]):
             continue
-        t = len(sizes)
         s = sizes[i] + sizes[j]
-        sizes.append(s)
-        hists.append((hists[i] * sizes[i] + hists[j] * sizes[j]) / s)
-        bxs.append(np.array([min(bxs[i][0], bxs[j][0]), min(bxs[i][1], bxs[j][1]),
-                             max(bxs[i][2], bxs[j][2]), max(bxs[i][3], bxs[j][3])]))
+        sizes[t] = s
+        hists[t] = (hists[i] * sizes[i] + hists[j] * sizes[j]) / s
+        bxs[t, :2] = np.minimum(bxs[i, :2], bxs[j, :2])
+        bxs[t, 2:] = np.maximum(bxs[i, 2:], bxs[j, 2:])
         alive[i] = alive[j] = False
         alive.append(True)
         merges.append((i, j))
@@ -132,7 +140,12 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray) -> tuple[np.nda
             neighbours[k].discard(i)
             neighbours[k].discard(j)
             neighbours[k].add(t)
-            heapq.heappush(heap, (-sim(k, t), k, t) if k < t else (-sim(t, k), t, k))
+        if nb:
+            ks = np.fromiter(nb, np.int64, len(nb))
+            for k, v in zip(ks.tolist(), sims(ks, t)):
+                heapq.heappush(heap, (-v, k, t))  # k < t: groups are numbered in creation order
+        t += 1
+    sizes, bxs = sizes[:t], bxs[:t]
     n = len(sizes)
     level = np.empty(n, np.int64)
     level[r:] = np.arange(n - r, 0, -1)  # last merge = 1

@@ -28,6 +28,20 @@ def test_candidates_are_the_best_ranked_by_their_best_label_logit():
         cascade_candidates(feats, e, 20.0, 0)
 
 
+def test_candidates_with_nms_cover_objects_before_near_duplicates():
+    # regions 0-2: one object (near-identical boxes) ranked 1st-3rd; 3 and 4: two other objects ranked lower
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 11], [1, 0, 10, 10], [50, 50, 60, 60], [80, 0, 90, 10.]])
+    labels = F.normalize(torch.tensor([[1.0, 0, 0]]), dim=1)
+    feats = F.normalize(torch.tensor([[1.0, 0.1, 0], [1, 0.2, 0], [1, 0.3, 0], [1, 0.4, 0], [1, 0.5, 0]]), dim=1)
+    e = make_emb(labels, F.normalize(torch.tensor([[0, 0, 1.0]]), dim=1))
+    assert cascade_candidates(feats, e, 20.0, 3).tolist() == [0, 1, 2]             # rank order only
+    assert cascade_candidates(feats, e, 20.0, 3, boxes, 0.5).tolist() == [0, 3, 4]  # one per object first
+    assert cascade_candidates(feats, e, 20.0, 4, boxes, 0.5).tolist() == [0, 1, 3, 4]  # then by rank
+    assert cascade_candidates(feats, e, 20.0, 3, boxes, None).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="boxes"):
+        cascade_candidates(feats, e, 20.0, 3, boxes[:4], 0.5)
+
+
 def test_detect_cascade_with_every_proposal_equals_crop(tiny_encoder, scene, emb):  # noqa: F811
     kw = dict(proposals="windows", proposal_options=FAST, score_threshold=0.0, class_agnostic_iou=None)
     crop = DetectHead(tiny_encoder, DetectConfig(scoring="crop", **kw))(scene, emb)
@@ -40,7 +54,7 @@ def test_detect_cascade_with_every_proposal_equals_crop(tiny_encoder, scene, emb
     assert 1 <= len(few) <= 2
     boxes = head.propose(scene)
     top = cascade_candidates(head.dense_box_features(tiny_encoder.to_float(scene), boxes), emb,
-                             tiny_encoder.logit_scale, 2)
+                             tiny_encoder.logit_scale, 2, boxes, head.config.cascade_nms_iou)
     kept = {tuple(b) for b in boxes[top].tolist()}
     assert all(tuple(b) in kept for b in few.xyxy.tolist())  # only re-scored proposals are reported
 
@@ -66,5 +80,7 @@ def test_cascade_settings_are_checked(tiny_encoder):
         DetectConfig(scoring="cascade", cascade_k=0)
     with pytest.raises(ValueError, match="cascade_k"):
         SegmentConfig(scoring="cascade", cascade_k=0)
+    with pytest.raises(ValueError, match="cascade_nms_iou"):
+        DetectConfig(scoring="cascade", cascade_nms_iou=0.0)
     with pytest.raises(ValueError, match="scoring"):
         SegmentConfig(scoring="cascades")

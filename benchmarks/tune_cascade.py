@@ -1,0 +1,127 @@
+"""Cascade scoring on the evaluation world: AP50 against CPU time for each ranking pass, k and NMS IoU.
+
+    python benchmarks/tune_cascade.py WORKDIR [--seed 1000] [--scenes 40] [--image-size 192] \
+        [--objects 3,6] [--sides 0,256,512] [--k 20,30,40,50] [--nms none,0.5]
+
+Scenes are generated once with ``ovtools datagen --kind scenes`` (seed 1000-1999: tuning; 2002:
+the held-out scenes of ``benchmarks/bench_quality.py`` — never tune on the scenes you report).
+For every scene and the ``detect-shapes`` preset (1 torch thread) the script measures, in one run,
+the CPU seconds of each stage: proposals, crop features of *every* proposal, the ranking dense
+pass at each side (0 = the processing frame's own size) and the post-processing (open-set
+scoring, NMS).  Every cascade variant then re-uses the crop features of its candidates (crop
+scoring is per box, so they are exactly the features the cascade would compute), and its time is
+proposals + dense pass + k crops (at the scene's measured seconds per crop) + post-processing,
+as a ratio to crop scoring's proposals + all crops + post-processing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import torch
+
+from ovtools.cli.inprocess import run_cli
+from ovtools.datasets.coco import read_coco
+from ovtools.eval.coco import coco_detection_metrics
+from ovtools.eval.data import name_key
+from ovtools.heads.frame import processing_frame
+from ovtools.heads.scoring import cascade_candidates
+from ovtools.pipelines import DetectPipeline
+
+
+def cpu(fn, *args):
+    """``(result, CPU seconds)`` of ``fn(*args)``."""
+    t0 = time.process_time()
+    out = fn(*args)
+    return out, time.process_time() - t0
+
+
+def measure(pipe, data, sides: list[int]) -> list[dict]:
+    """Per scene: proposals, all crop features, dense features per side, and each stage's CPU seconds."""
+    head, enc, emb = pipe.head, pipe.encoder, pipe.embeddings
+    scenes = []
+    for img_id, path in zip(data.image_ids, data.paths):
+        frame = processing_frame(enc, pipe.load(str(path)), head.config.max_side)
+        boxes, t_prop = cpu(head.propose, frame.pixels)
+        crops, t_crop = cpu(head.crop_features, enc.normalize(frame.x).float(), boxes)
+        _, t_post = cpu(head.detections_from_features, boxes, crops, emb, frame.size, frame.original_size)
+        s = {"id": img_id, "boxes": boxes, "crops": crops, "frame": frame, "t_prop": t_prop, "t_crop": t_crop,
+             "t_post": t_post, "dense": {}, "t_dense": {}}
+        for side in sides:
+            s["dense"][side], s["t_dense"][side] = cpu(head.dense_box_features, frame.x, boxes, side or None)
+        scenes.append(s)
+    return scenes
+
+
+def ap50(pipe, data, scenes, pick) -> float:
+    """AP50 of crop scoring restricted to the proposals ``pick(scene)`` chooses."""
+    head, emb = pipe.head, pipe.embeddings
+    index = {name_key(n): i for i, n in enumerate(pipe.class_space.names)}
+    to_cat = {index[name_key(c)]: cid for c, cid in zip(data.categories, data.category_ids)}
+    results = []
+    for s in scenes:
+        idx = pick(s)
+        det = head.detections_from_features(s["boxes"][idx], s["crops"][idx], emb, s["frame"].size,
+                                            s["frame"].original_size)
+        for (x0, y0, x1, y1), score, c in zip(det.xyxy.tolist(), det.confidence.tolist(), det.class_id.tolist()):
+            if c in to_cat:
+                results.append({"image_id": s["id"], "category_id": to_cat[c], "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "score": score})
+    return coco_detection_metrics(data.coco, results)["AP50"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("work", type=Path)
+    ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--scenes", type=int, default=40)
+    ap.add_argument("--image-size", type=int, default=192)
+    ap.add_argument("--objects", default="3,6", help="fewest,most objects per scene")
+    ap.add_argument("--sides", default="0,256,512")
+    ap.add_argument("--k", default="20,30,40,50")
+    ap.add_argument("--nms", default="none,0.5")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    lo, hi = (int(v) for v in args.objects.split(","))
+    root = args.work / f"scenes-{args.seed}-{args.image_size}" if (lo, hi) == (3, 6) else \
+        args.work / f"scenes-{args.seed}-{args.image_size}-{lo}-{hi}"
+    if not (root / "annotations.json").exists():
+        run_cli(["datagen", root, "--kind", "scenes", "--n", args.scenes, "--seed", args.seed, "--min-objects", lo,
+                 "--max-objects", hi, "--image-size", args.image_size])
+    data = read_coco(root / "annotations.json")
+    pipe = DetectPipeline("detect-shapes")
+    sides = [int(v) for v in args.sides.split(",")]
+    scenes = measure(pipe, data, sides)
+    n = len(scenes)
+    mean = {k: sum(s[k] for s in scenes) / n for k in ("t_prop", "t_crop", "t_post")}
+    props = sum(len(s["boxes"]) for s in scenes) / n
+    crop_time = mean["t_prop"] + mean["t_crop"] + mean["t_post"]
+    crop_ap = ap50(pipe, data, scenes, lambda s: torch.arange(len(s["boxes"])))
+    print(f"{n} scenes (seed {args.seed}, {args.image_size} px), {props:.0f} proposals per scene; CPU ms per scene: "
+          f"proposals {1000 * mean['t_prop']:.0f}, crops of every proposal {1000 * mean['t_crop']:.0f}, "
+          f"post-processing {1000 * mean['t_post']:.1f}, dense pass "
+          + ", ".join(f"at {side or 'frame'} {1000 * sum(s['t_dense'][side] for s in scenes) / n:.0f}"
+                      for side in sides))
+    print(f"\n| ranking pass | k | NMS IoU | AP50 | CPU vs crop | scoring CPU vs crop (no proposals) |\n"
+          f"|---|---|---|---|---|---|\n| crop (every proposal) | {props:.0f} | | {crop_ap:.3f} | 1.00x | 1.00x |",
+          flush=True)
+    logit_scale, emb = pipe.encoder.logit_scale, pipe.embeddings
+    for side, k, iou in itertools.product(sides, [int(v) for v in args.k.split(",")], args.nms.split(",")):
+        iou = None if iou == "none" else float(iou)
+
+        def pick(s, side=side, k=k, iou=iou):
+            return cascade_candidates(s["dense"][side], emb, logit_scale, k, s["boxes"], iou)
+
+        crops = sum(s["t_crop"] * min(k, len(s["boxes"])) / max(len(s["boxes"]), 1) for s in scenes) / n
+        dense = sum(s["t_dense"][side] for s in scenes) / n
+        t = mean["t_prop"] + dense + crops + mean["t_post"]
+        scoring = (dense + crops + mean["t_post"]) / (mean["t_crop"] + mean["t_post"])
+        print(f"| dense at {side or 'frame'} px | {k} | {iou or '-'} | {ap50(pipe, data, scenes, pick):.3f} | "
+              f"{t / crop_time:.2f}x | {scoring:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
