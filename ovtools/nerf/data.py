@@ -8,9 +8,10 @@
   ``batch["clip"]`` (N, D) at the ray's pixel: with ``clip_targets="masks"`` (the default) the
   feature of the pixel's smallest mask (:class:`~ovtools.nerf.masktargets.MaskTargets`; zero rows,
   which get no loss, outside every mask), with ``"pyramid"`` LERF's crop pyramid sampled at the
-  pixel and scale (:class:`~ovtools.nerf.pyramid.CropPyramid`, Kerr et al. 2023, LERF, §3.3); the
-  ray bundle carries ``metadata["clip_image_scale"]`` and ``metadata["clip_pixel_ratio"]`` (H / f_y)
-  for :class:`~ovtools.nerf.model.OVFieldModel`.
+  pixel and scale (:class:`~ovtools.nerf.pyramid.CropPyramid`, Kerr et al. 2023, LERF, §3.3); for
+  the pyramid the ray bundle carries ``metadata["clip_image_scale"]`` and ``metadata["clip_pixel_ratio"]``
+  (H / f_y), for masks with depth images ``metadata["clip_depth"]`` (the ray's measured depth), for
+  :class:`~ovtools.nerf.model.OVFieldModel`.
 * :class:`FieldPipeline` — nerfstudio's ``VanillaPipeline`` that, when it is built for training,
   loads the CLIP named by the model config (``encoder_model``, ``encoder_pretrained``) and computes
   (or reads from the cache) the CLIP targets of the training images.  Loading a run for queries
@@ -83,6 +84,10 @@ class FieldDataManagerConfig(VanillaDataManagerConfig):
     """clip_targets=masks: masks smaller than this many pixels are ignored."""
     mask_context_padding: float = 0.2
     """clip_targets=masks: crop context per side, fraction of the mask box's longer side."""
+    depth_anchored_language: bool = True
+    """clip_targets=masks with depth images: the language field is trained at each ray's measured surface point
+    (origin + depth along the ray) instead of at the rendered samples of highest weight, so that a small object's
+    feature is not blurred with what lies behind it while the radiance field is still soft."""
     pyramid_scales: Tuple[float, ...] = (0.07, 0.1, 0.14, 0.2, 0.28, 0.4)
     """crop sides of the CLIP pyramid as fractions of the image height (LERF §3.3); also the range of the crop scales
     drawn per ray for the language field's scale input."""
@@ -129,10 +134,17 @@ class FieldDataManager(VanillaDataManager[FieldDataset]):
                                "FieldPipeline (test_mode='val') or call set_pyramid()")
         idx = batch["indices"]  # (N, 3) camera, row, column
         cam, y, x = idx[:, 0].long(), idx[:, 1].float(), idx[:, 2].float()
+        if isinstance(self.pyramid, MaskTargets):  # one target whatever the scale: the field is trained and queried
+            batch["clip"] = self.pyramid.sample(cam.cpu(), y.cpu(), x.cpu()).to(self.device)  # at default_query_scale
+            if "depth_image" in batch and self.config.depth_anchored_language:  # (zero rows: in no mask, no loss)
+                if ray_bundle.metadata is None:
+                    ray_bundle.metadata = {}
+                ray_bundle.metadata["clip_depth"] = batch["depth_image"].reshape(-1, 1).to(self.device)
+            return ray_bundle, batch
         lo, hi = min(self.config.pyramid_scales), max(self.config.pyramid_scales)
         u = torch.rand(cam.shape[0])
         scale = torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))  # log-uniform over the pyramid
-        batch["clip"] = self.pyramid.sample(cam.cpu(), y.cpu(), x.cpu(), scale).to(self.device)  # zero rows: no target
+        batch["clip"] = self.pyramid.sample(cam.cpu(), y.cpu(), x.cpu(), scale).to(self.device)
         cams = self.train_dataset.cameras
         ratio = (cams.height[cam.cpu()].float().reshape(-1) / cams.fy[cam.cpu()].reshape(-1)).to(self.device)
         if ray_bundle.metadata is None:

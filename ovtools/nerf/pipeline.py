@@ -20,9 +20,10 @@ field (:func:`~ovtools.nerf.dataparser.to_model_frame`).  Cameras are ovtools
 
 Scales: the language field is conditioned on a crop size.  Features are read at each of
 ``scales_m`` (metres; default: the model's ``default_query_scale``) and, per point, the scale where the
-best label is most relevant is kept (LERF picks the most relevant scale, §3.4).  On the 3D world the
-smallest scale always won and per-point mIoU rose as the scale fell to ~0.07 m (0.02 model units:
-0.445 vs 0.232 at 0.1 units, a 600-step run), so one small scale is the default.
+best label is most relevant is kept (LERF picks the most relevant scale, §3.4).  A field trained on
+mask targets (the default) has one scale, the model's ``default_query_scale``: keep the default.  With
+crop-pyramid targets, on the 3D world the smallest scale always won and per-point mIoU rose as the
+scale fell to ~0.07 m (0.02 model units: 0.445 vs 0.232 at 0.1 units, a 600-step run).
 Relevancy maps score the field at the rendered surface (expected depth) of each pixel.
 """
 

@@ -193,3 +193,37 @@ def test_embedding_size_of_an_hf_hub_model_comes_from_the_local_hub_cache(tmp_pa
     assert clip_embed_dim(OVFieldModelConfig(encoder_model="ovtools-shapes")) == 128
     with pytest.raises(ValueError, match="not in the local Hugging Face cache.*embed-dim"):
         clip_embed_dim(OVFieldModelConfig(encoder_model="hf-hub:someorg/other"))
+
+
+def test_with_depth_the_language_field_trains_at_the_measured_surface_point(tiny_run):
+    """Mask targets + depth images: in training a ray's CLIP feature is the language field at origin + depth x
+    directions_norm along the ray (not the blurred mix of its highest-weight samples); rays without depth
+    (0) keep the rendered mix."""
+    import torch.nn.functional as F
+    from nerfstudio.cameras.rays import RayBundle
+
+    pipeline, _ = load_run(tiny_run)
+    model = pipeline.model
+    torch.manual_seed(0)
+    with torch.no_grad():  # 2 iterations leave the field almost constant in space: make it vary
+        for prm in model.language_field.parameters():
+            prm.add_(torch.randn_like(prm))
+    n = 4
+    origins = torch.tensor([[0.0, 0.0, 0.8]]).repeat(n, 1)
+    directions = F.normalize(torch.tensor([[0.1, 0.0, -1.0], [0.0, 0.1, -1.0], [-0.1, 0.0, -1.0], [0.0, 0.0, -1.0]]))
+    depth = torch.tensor([[0.5], [0.0], [0.7], [0.3]])
+    norm = torch.full((n, 1), 1.2)
+    bundle = RayBundle(origins=origins, directions=directions, pixel_area=torch.full((n, 1), 1e-4),
+                       camera_indices=torch.zeros(n, 1, dtype=torch.long), nears=torch.full((n, 1), 0.05),
+                       fars=torch.full((n, 1), 2.0), metadata={"clip_depth": depth, "directions_norm": norm})
+    model.train()
+    try:
+        clip = model.get_outputs(bundle)["clip"]
+    finally:
+        model.eval()
+    surface = origins + directions * depth * norm
+    want = model.language_at(surface, model.config.default_query_scale)
+    for i in (0, 2, 3):
+        assert torch.allclose(clip[i], want[i], atol=1e-5)
+    assert not torch.allclose(clip[1], want[1], atol=1e-3)  # no depth: the rendered mix of samples
+    assert torch.allclose(clip.norm(dim=-1), torch.ones(n), atol=1e-5)
