@@ -14,6 +14,12 @@ import warnings
 # torch answers with a FutureWarning before every command's output; nothing a user of the CLI can act on.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
+from ..deferred_imports import defer_optional_towers  # noqa: E402
+
+# open_clip without timm / transformers (and the wandb timm pulls in): 1.6 of the 2.3 CPU s that open_clip's
+# import costs; load_clip gives them back to models that need them (ovtools.deferred_imports).
+defer_optional_towers()
+
 from .app import app  # noqa: E402  (after the filter: the command modules import open_clip)
 
 _COMMAND_MODULES = ["models", "images", "segment3d", "train", "evaluate", "probe", "datagen", "export", "field"]

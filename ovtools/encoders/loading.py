@@ -37,6 +37,7 @@ import open_clip
 import torch
 from safetensors.torch import load_file
 
+from ..deferred_imports import deferred_packages, enable_optional_towers
 from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..resources import checkpoints_dir, model_configs_dir
 
@@ -256,6 +257,24 @@ def register_model_configs() -> list[Path]:
     return added
 
 
+def optional_towers_needed(model: str) -> tuple[str, ...]:
+    """The packages open_clip needs to build ``model`` beyond its own code (``"timm"``, ``"transformers"``).
+
+    From the registered architecture config: a timm image tower (``vision_cfg.timm_model_name``), a
+    Hugging Face text tower or tokenizer (``text_cfg.hf_model_name`` / ``hf_tokenizer_name``), CoCa
+    (``multimodal_cfg``).  ``hf-hub:`` ids and unknown names (config not known before the download, or
+    open_clip's own error to come) need all of :data:`~ovtools.deferred_imports.OPTIONAL_TOWER_PACKAGES`.
+    """
+    cfg = None if model.startswith("hf-hub:") else open_clip.get_model_config(model)
+    if cfg is None:
+        return ("timm", "transformers")
+    text = cfg.get("text_cfg", {})
+    needed = ["timm"] if "timm_model_name" in cfg.get("vision_cfg", {}) else []
+    if "hf_model_name" in text or "hf_tokenizer_name" in text or "multimodal_cfg" in cfg:
+        needed.append("transformers")
+    return tuple(needed)
+
+
 def _is_local_file(pretrained: str | None) -> bool:
     return pretrained is not None and (
         Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"} or Path(pretrained).is_file()
@@ -368,6 +387,8 @@ def load_clip(
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     _check_name(model, pretrained)
+    if deferred_packages():  # the CLI imported open_clip without them (ovtools.deferred_imports)
+        enable_optional_towers(optional_towers_needed(model))
     local: Path | None = None
     if (model, pretrained) in SHIPPED_TAGS:
         local = checkpoints_dir() / SHIPPED_TAGS[(model, pretrained)]
