@@ -40,6 +40,7 @@ from safetensors.torch import load_file
 from ..deferred_imports import deferred_packages, enable_optional_towers
 from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..resources import checkpoints_dir, model_configs_dir
+from .tokenizer import DeferredTokenizer
 
 open_clip.add_model_config(model_configs_dir())
 
@@ -405,7 +406,9 @@ def load_clip(
             net = open_clip.create_model(
                 model, pretrained=None if local is not None else pretrained, device="cpu"
             )
-            tokenizer = open_clip.get_tokenizer(model)
+            # open_clip's own tokenizer is built on first use (a cached-embeddings call never needs it)
+            tokenizer = (open_clip.get_tokenizer(model) if "transformers" in optional_towers_needed(model)
+                         else DeferredTokenizer(model))
     except Exception as e:  # network / hub errors come in many types
         if pretrained is None and not model.startswith("hf-hub:"):
             raise
