@@ -27,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 HARNESS = textwrap.dedent(r"""
@@ -79,7 +81,7 @@ HARNESS = textwrap.dedent(r"""
 
 
 def run(args: list[str], env: dict) -> dict:
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=env["OVTOOLS_BENCH_CWD"])
     line = [x for x in out.stdout.splitlines() if x.startswith("BENCH")]
     return json.loads(line[-1][5:]) if line else {}
 
@@ -90,6 +92,16 @@ def timed_python(code: str, env: dict) -> tuple[float, float]:
     return tuple(run([sys.executable, "-c", wrap], env))
 
 
+def process_time_of(args: list[str], env: dict) -> tuple[float, float]:
+    """(wall s, CPU s = user + sys) of one whole child process, interpreter start included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w = time.perf_counter()
+    subprocess.run(args, env=env, capture_output=True, check=True, cwd=env["OVTOOLS_BENCH_CWD"])
+    w = time.perf_counter() - w
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return w, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("image", nargs="?", type=Path)
@@ -98,6 +110,9 @@ def main() -> None:
     ap.add_argument("--cold-cache", action="store_true")
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="keep $PYTHONDONTWRITEBYTECODE: every module compiled from source in every call")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="another ovtools checkout (e.g. `git archive` of an older commit): the whole CLI call, "
+                         "`ovtools --help` and `import ovtools.cli` of both, alternating in the same rounds")
     ap.add_argument("extra", nargs="*")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ovtools-coldstart-"))
@@ -109,8 +124,13 @@ def main() -> None:
 
         image = work / "one.png"
         Image.fromarray(next(iter(generate_scenes(1, seed=2000, size=192))).image).resize((400, 200)).save(image)
+    here = Path(__file__).resolve().parents[1]
     env = dict(os.environ)
     env["OVTOOLS_CACHE_DIR"] = str(work / "cache")
+    # children run in the work folder (`python -c` / `-m` put the current folder first on sys.path) with this
+    # checkout first on PYTHONPATH
+    env["OVTOOLS_BENCH_CWD"] = str(work)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(here), env.get("PYTHONPATH", "")] if p)
     if not args.no_bytecode_cache:  # compiled modules cached as for an installed package (see the docstring)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
@@ -118,10 +138,27 @@ def main() -> None:
            str(work / "out.json"), *args.extra]
     if not args.cold_cache:
         run(cli, env)  # fills the text-embedding cache
+    checkouts = {"this checkout": here} | ({f"{args.compare}": args.compare.resolve()} if args.compare else {})
+    whole = {"ovtools detect (whole process)": ["-m", "ovtools.cli", *cli[3:]],
+             "ovtools --help": ["-m", "ovtools.cli", "--help"],
+             "python -c 'import ovtools.cli'": ["-c", "import ovtools.cli"]}
+    side: dict[tuple[str, str], list[tuple[float, float]]] = {}
+
+    def run_side() -> None:
+        for label, root in checkouts.items():
+            e = dict(env, PYTHONPATH=os.pathsep.join([str(root), env["PYTHONPATH"]]))
+            for what, argv in whole.items():
+                side.setdefault((what, label), []).append(process_time_of([sys.executable, *argv], e))
+
+    if args.compare:
+        run_side()  # warm-up: bytecode of both checkouts
+        side.clear()
     rows: dict[str, list[tuple[float, float]]] = {}
     for r in range(args.rounds):
         if args.cold_cache:
             env["OVTOOLS_CACHE_DIR"] = str(work / f"cache{r}")
+        if args.compare:
+            run_side()
         rows.setdefault("python -c 'import torch'", []).append(timed_python("import torch", env))
         rows.setdefault("python -c 'import torch, torchvision, open_clip'", []).append(
             timed_python("import torch, torchvision, open_clip", env))
@@ -146,6 +183,14 @@ def main() -> None:
     torch_w = statistics.median(x[0] for x in floors["python -c 'import torch'"])
     torch_c = statistics.median(x[1] for x in floors["python -c 'import torch'"])
     print(f"CLI call minus torch import: {tw - torch_w:.2f} s wall, {tc - torch_c:.2f} s CPU (target <= 3 s)")
+    if args.compare:
+        print("\nSide by side, whole processes (interpreter start included; CPU = user + sys), medians:")
+        print(f"{'':34s}" + "".join(f"{label[-28:]:>30s}" for label in checkouts))
+        print(f"{'':34s}" + "".join(f"{'wall s':>15s}{'CPU s':>15s}" for _ in checkouts))
+        for what in whole:
+            cells = [side[(what, label)] for label in checkouts]
+            print(f"{what:34s}" + "".join(f"{statistics.median(x[0] for x in c):15.2f}"
+                                          f"{statistics.median(x[1] for x in c):15.2f}" for c in cells))
 
 
 if __name__ == "__main__":
