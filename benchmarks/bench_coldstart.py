@@ -54,6 +54,8 @@ HARNESS = textwrap.dedent(r"""
         w, c = time.perf_counter(), time.process_time()
         __import__(mod)
         mark(name, time.perf_counter() - w, time.process_time() - c)
+    import os
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what ovtools/cli/__init__.py does before torch loads
     imp("import torch", "torch")
     imp("import torchvision (its ops import torch._dynamo)", "torchvision")
     import ovtools.deferred_imports as deferred

@@ -146,3 +146,4 @@ f = enc.encode_images(enc.preprocess([np.zeros((40, 40, 3), np.uint8)]))
 print("STATE" + json.dumps({"shape": list(f.shape), "tower": type(enc.model.visual).__name__}))
 """, OVTOOLS_MODEL_CONFIGS=str(tmp_path / "archs"))
     assert got == {"shape": [1, 16], "tower": "TimmModel"}
+
