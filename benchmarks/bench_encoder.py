@@ -18,9 +18,9 @@ One run, side by side (random weights: speed does not depend on them):
 2. ovtools ``encode_images`` vs raw ``model.encode_image`` on the first variant (target >= 0.9).
 
 Rounds of the variants alternate; medians are reported.  Each rate is computed twice, from wall
-time and from CPU time (``time.process_time`` × threads / CPU s: the same FLOP/s on a quiet
-machine, and not inflated by waiting for a core on a shared one); the peak is measured the same
-two ways.  ``--threads 1`` measures one core.
+time and from CPU time (FLOP per CPU second of all threads, ``time.process_time``: not
+inflated by waiting for a core on a shared machine); the peak is measured the same two ways and
+each fraction compares like with like.  ``--threads 1`` measures one core.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def clock() -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process divided by the torch threads)."""
-    return time.perf_counter(), time.process_time() / torch.get_num_threads()
+    """(wall seconds, CPU seconds of this process: all its threads)."""
+    return time.perf_counter(), time.process_time()
 
 
 def elapsed(t0: tuple[float, float]) -> tuple[float, float]:
@@ -47,7 +47,7 @@ def elapsed(t0: tuple[float, float]) -> tuple[float, float]:
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> tuple[float, float]:
-    """Best FLOP/s of ``torch.mm`` on (n, n) matrices of ``dtype`` (CPU): (by wall time, by CPU time)."""
+    """Best rate of ``torch.mm`` on (n, n) matrices of ``dtype`` (CPU): (FLOP per wall s, FLOP per CPU s)."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     torch.mm(a, b)
     best = [float("inf"), float("inf")]
@@ -136,7 +136,7 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     for dtype, p in peaks.items():
         print(f"matmul peak {str(dtype).removeprefix('torch.'):9s}: {p[0] / 1e9:8.1f} GFLOP/s wall, "
-              f"{p[1] / 1e9:8.1f} by CPU time (2048x2048 torch.mm)")
+              f"{p[1] / 1e9:8.1f} GFLOP per CPU s (2048x2048 torch.mm)")
     base = statistics.median(t[0] for t in times[first])
     print(f"{'variant':16s} {'images/s':>9s} {'GFLOP/img':>9s} {'GFLOP/s':>8s} {'of peak':>8s} {'by CPU':>7s} "
           f"{'vs ' + first:>9s}")
