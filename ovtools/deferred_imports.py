@@ -88,6 +88,28 @@ def enable_optional_towers(packages: tuple[str, ...] | None = None) -> list[str]
     return rerun
 
 
+def optional_towers_needed(model: str, config: dict | None) -> tuple[str, ...]:
+    """The packages open_clip needs to build ``model`` beyond its own code (``"timm"``, ``"transformers"``).
+
+    Args:
+        model: open_clip architecture name or ``hf-hub:`` id.
+        config: its registered architecture config (``open_clip.get_model_config(model)``), or ``None``.
+
+    Returns:
+        ``"timm"`` for a timm image tower (``vision_cfg.timm_model_name``), ``"transformers"`` for a Hugging
+        Face text tower or tokenizer (``text_cfg.hf_model_name`` / ``hf_tokenizer_name``) or CoCa
+        (``multimodal_cfg``); both for ``hf-hub:`` ids and unknown names (the config is only known after the
+        download, or open_clip's own error is to come).
+    """
+    if model.startswith("hf-hub:") or config is None:
+        return ("timm", "transformers")
+    text = config.get("text_cfg", {})
+    needed = ["timm"] if "timm_model_name" in config.get("vision_cfg", {}) else []
+    if "hf_model_name" in text or "hf_tokenizer_name" in text or "multimodal_cfg" in config:
+        needed.append("transformers")
+    return tuple(needed)
+
+
 def _rerun_module_imports(module) -> None:
     """Re-execute ``module`` in place, keeping the classes it defines (other modules hold them)."""
     before = dict(vars(module))

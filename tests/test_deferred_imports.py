@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ovtools.encoders.loading import optional_towers_needed
+from ovtools.deferred_imports import optional_towers_needed
 from tests.conftest import ASSETS, TINY_RN, TINY_VIT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,16 +80,16 @@ print("STATE" + json.dumps({{"deferred": sorted(deferred_packages()), "shape": l
 def test_towers_needed_from_the_model_config(tmp_path):
     import open_clip
 
-    assert optional_towers_needed(TINY_VIT) == () and optional_towers_needed(TINY_RN) == ()
-    assert optional_towers_needed("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K") == ("timm", "transformers")
-    assert optional_towers_needed("no-such-model") == ("timm", "transformers")
-    assert optional_towers_needed("coca_ViT-B-32") == ("transformers",)
-    assert optional_towers_needed("ViT-B-32") == ()
-    timm_cfg = {"embed_dim": 64, "vision_cfg": {"timm_model_name": "vit_tiny_patch16_224", "image_size": 32},
-                "text_cfg": {"hf_model_name": "some/bert", "hf_tokenizer_name": "some/bert"}}
-    (tmp_path / "ovtools-test-towers.json").write_text(json.dumps(timm_cfg))
-    open_clip.add_model_config(tmp_path / "ovtools-test-towers.json")
-    assert optional_towers_needed("ovtools-test-towers") == ("timm", "transformers")
+    def needed(model):
+        return optional_towers_needed(model, open_clip.get_model_config(model))
+
+    assert needed(TINY_VIT) == () and needed(TINY_RN) == () and needed("ViT-B-32") == ()
+    assert needed("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K") == ("timm", "transformers")
+    assert needed("no-such-model") == ("timm", "transformers")
+    assert needed("coca_ViT-B-32") == ("transformers",)
+    towers = {"embed_dim": 64, "vision_cfg": {"timm_model_name": "vit_tiny_patch16_224", "image_size": 32},
+              "text_cfg": {"hf_model_name": "some/bert", "hf_tokenizer_name": "some/bert"}}
+    assert optional_towers_needed("any", towers) == ("timm", "transformers")
 
 
 def _tiny_bert(folder: Path) -> None:
@@ -108,7 +108,8 @@ def _tiny_bert(folder: Path) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers not installed")
 def test_a_hugging_face_text_tower_builds_in_the_cli_process(tmp_path):
     _tiny_bert(tmp_path / "bert")
-    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
            "text_cfg": {"hf_model_name": str(tmp_path / "bert"), "hf_tokenizer_name": str(tmp_path / "bert"),
                         "hf_proj_type": "linear", "hf_pooler_type": "mean_pooler",
                         "context_length": 16}}

@@ -37,7 +37,7 @@ import open_clip
 import torch
 from safetensors.torch import load_file
 
-from ..deferred_imports import deferred_packages, enable_optional_towers
+from ..deferred_imports import deferred_packages, enable_optional_towers, optional_towers_needed
 from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..resources import checkpoints_dir, model_configs_dir
 from .tokenizer import DeferredTokenizer
@@ -258,24 +258,6 @@ def register_model_configs() -> list[Path]:
     return added
 
 
-def optional_towers_needed(model: str) -> tuple[str, ...]:
-    """The packages open_clip needs to build ``model`` beyond its own code (``"timm"``, ``"transformers"``).
-
-    From the registered architecture config: a timm image tower (``vision_cfg.timm_model_name``), a
-    Hugging Face text tower or tokenizer (``text_cfg.hf_model_name`` / ``hf_tokenizer_name``), CoCa
-    (``multimodal_cfg``).  ``hf-hub:`` ids and unknown names (config not known before the download, or
-    open_clip's own error to come) need all of :data:`~ovtools.deferred_imports.OPTIONAL_TOWER_PACKAGES`.
-    """
-    cfg = None if model.startswith("hf-hub:") else open_clip.get_model_config(model)
-    if cfg is None:
-        return ("timm", "transformers")
-    text = cfg.get("text_cfg", {})
-    needed = ["timm"] if "timm_model_name" in cfg.get("vision_cfg", {}) else []
-    if "hf_model_name" in text or "hf_tokenizer_name" in text or "multimodal_cfg" in cfg:
-        needed.append("transformers")
-    return tuple(needed)
-
-
 def _is_local_file(pretrained: str | None) -> bool:
     return pretrained is not None and (
         Path(pretrained).suffix in {".pt", ".pth", ".bin", ".safetensors"} or Path(pretrained).is_file()
@@ -389,7 +371,7 @@ def load_clip(
     dtype = resolve_precision(precision, dev)
     _check_name(model, pretrained)
     if deferred_packages():  # the CLI imported open_clip without them (ovtools.deferred_imports)
-        enable_optional_towers(optional_towers_needed(model))
+        enable_optional_towers(optional_towers_needed(model, open_clip.get_model_config(model)))
     local: Path | None = None
     if (model, pretrained) in SHIPPED_TAGS:
         local = checkpoints_dir() / SHIPPED_TAGS[(model, pretrained)]
@@ -407,8 +389,8 @@ def load_clip(
                 model, pretrained=None if local is not None else pretrained, device="cpu"
             )
             # open_clip's own tokenizer is built on first use (a cached-embeddings call never needs it)
-            tokenizer = (open_clip.get_tokenizer(model) if "transformers" in optional_towers_needed(model)
-                         else DeferredTokenizer(model))
+            hf_text = "transformers" in optional_towers_needed(model, open_clip.get_model_config(model))
+            tokenizer = open_clip.get_tokenizer(model) if hf_text else DeferredTokenizer(model)
     except Exception as e:  # network / hub errors come in many types
         if pretrained is None and not model.startswith("hf-hub:"):
             raise
