@@ -23,7 +23,7 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 
 from ..deferred_imports import defer_optional_towers  # noqa: E402
 
-# open_clip without timm / transformers (and the wandb timm pulls in): 1.6 of the 2.3 CPU s that open_clip's
+# open_clip without timm / transformers (and the wandb timm pulls in): 1.6 of the ~2.1 CPU s that open_clip's
 # import costs; load_clip gives them back to models that need them (ovtools.deferred_imports).
 defer_optional_towers()
 
