@@ -37,8 +37,10 @@ import open_clip
 import torch
 from safetensors.torch import load_file
 
+from ..deferred_imports import deferred_packages, enable_optional_towers, optional_towers_needed
 from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
 from ..resources import checkpoints_dir, model_configs_dir
+from .tokenizer import DeferredTokenizer
 
 open_clip.add_model_config(model_configs_dir())
 
@@ -368,6 +370,10 @@ def load_clip(
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     _check_name(model, pretrained)
+    # (open_clip 3.x downloads the config of an hf-hub: name here: not asked for those)
+    towers = optional_towers_needed(model, None if model.startswith("hf-hub:") else open_clip.get_model_config(model))
+    if deferred_packages():  # the CLI imported open_clip without them (ovtools.deferred_imports)
+        enable_optional_towers(towers)
     local: Path | None = None
     if (model, pretrained) in SHIPPED_TAGS:
         local = checkpoints_dir() / SHIPPED_TAGS[(model, pretrained)]
@@ -384,7 +390,8 @@ def load_clip(
             net = open_clip.create_model(
                 model, pretrained=None if local is not None else pretrained, device="cpu"
             )
-            tokenizer = open_clip.get_tokenizer(model)
+            # open_clip's own tokenizer is built on first use (a cached-embeddings call never needs it)
+            tokenizer = open_clip.get_tokenizer(model) if "transformers" in towers else DeferredTokenizer(model)
     except Exception as e:  # network / hub errors come in many types
         if pretrained is None and not model.startswith("hf-hub:"):
             raise

