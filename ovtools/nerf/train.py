@@ -156,6 +156,10 @@ def load_run(run, test_mode: str = "inference") -> tuple[Pipeline, int]:
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist; pass a run folder written by train_field or ns-train")
     register_methods()
-    with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
-        _, pipeline, _, step = eval_setup(config_path, test_mode=test_mode)
+    previous, CONSOLE.quiet = CONSOLE.quiet, True  # nerfstudio prints "Loading latest checkpoint" lines on stdout,
+    try:  # which broke the JSON that `ovtools field query/export` and `ovtools eval` print there
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+            _, pipeline, _, step = eval_setup(config_path, test_mode=test_mode)
+    finally:
+        CONSOLE.quiet = previous
     return pipeline, step
