@@ -126,5 +126,11 @@ build_command(
          option("coco_output", Path, "--coco-output", dir_okay=False, help="COCO: also write the detections as "
                 "COCO results with the dataset's own image ids (strings stay strings) to this file."),
          option("task", str, "--task", help="COCO: detect (box AP) or segment (mask AP, semantic mIoU). Default: "
-                "the preset's task, else detect.")],
+                "the preset's task, else detect."),
+         # eval's own help for the class options: its default is the dataset's names, not a preset's class space
+         option("classes", str, "--classes", "-c", help="A built-in class space (coco, imagenet, scannet20, shapes, "
+                "shapes3d, ...; `ovtools models --classes` lists them) or a class-space YAML file; every dataset "
+                "class must be in it. Excludes --labels. Default: the dataset's own class names."),
+         option("labels", str, "--labels", "-l", help="Comma-separated labels in plain language; every dataset "
+                "class must be one of them. Excludes --classes. Default: the dataset's own class names.")],
     common=COMMON_OPTIONS, cli=("preset", "output", "quiet"))
