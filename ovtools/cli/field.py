@@ -93,8 +93,12 @@ def check_run(run: Path) -> list[Path]:
     return [p for p in run.rglob("*") if p.is_file()][:10000]
 
 
-def load_field(run: Path, command: str, labels=None, classes: str | None = None, **settings):
-    """Load a run with stage lines; user-caused failures are one-line usage errors."""
+def load_field(run: Path, command: str, labels=None, classes: str | None = None, *,
+               outputs: dict[str, Path | None] | None = None, files: list[Path] | None = None, **settings):
+    """Load a run with stage lines; user-caused failures are one-line usage errors.
+
+    ``outputs`` (option → path) are checked again once the run names its data folder: neither the run's files
+    (``files``, extended in place) nor the data's (the ground-truth PLY, images) may be written."""
     from ..errors import OvtoolsError
     from ..nerf.pipeline import FeatureFieldPipeline
 
@@ -107,6 +111,9 @@ def load_field(run: Path, command: str, labels=None, classes: str | None = None,
         opt.usage_error(str(e))
     stage(command, f"ready in {time.perf_counter() - t0:.1f} s: step {pipe.step}, {len(pipe.cameras)} cameras, "
           f"CLIP {pipe.encoder.name} ({pipe.encoder.pretrained})")
+    if files is not None and pipe.data.is_dir():
+        files.extend(p for p in list(pipe.data.rglob("*"))[:100000] if p.is_file())
+        opt.check_outputs(outputs or {}, files)
     return pipe
 
 
@@ -207,7 +214,8 @@ def query(
     if save_vis is not None and save_vis.exists() and not save_vis.is_dir():
         opt.usage_error(f"--save-vis {save_vis}: give a folder")
     check_positive(scale=scale)
-    pipe = load_field(run, "field query", render_side=render_side, scales_m=None if scale is None else (scale,))
+    pipe = load_field(run, "field query", render_side=render_side, scales_m=None if scale is None else (scale,),
+                      files=files)
     n = len(pipe.cameras)
     if cams is not None and any(not 0 <= c < n for c in cams):
         opt.usage_error(f"--cameras: indices must be in 0..{n - 1} (the run has {n} dataset cameras)")
@@ -261,6 +269,7 @@ def export(
     files = check_run(run)
     opt.check_outputs({"--output": output, "--summary": summary}, files)
     pipe = load_field(run, "field export", chosen.get("labels"), chosen.get("classes"), render_side=render_side,
+                      outputs={"--output": output, "--summary": summary}, files=files,
                       scales_m=None if scale is None else (scale,))
     from ..errors import OvtoolsError
     from ..nerf.export import export_field
@@ -287,7 +296,7 @@ def evaluate_run(run: Path, labels: str | None, classes: str | None, preset: str
     if labels is not None and classes is not None:
         opt.usage_error("give either --labels or --classes, not both")
     opt.check_outputs({"--output": output}, files)
-    pipe = load_field(run, "eval", render_side=64)  # held-out views 48 x 64: ~5 ms a ray on a CPU
+    pipe = load_field(run, "eval", render_side=64, outputs={"--output": output}, files=files)  # 48 x 64 views
     from ..errors import OvtoolsError
     from ..nerf.evaluate import evaluate_field
     from ..prompts import ClassSpace

@@ -132,6 +132,8 @@ class FeatureFieldPipeline:
         self.scale = float(outputs.dataparser_scale)
         self.cameras = outputs.cameras  # dataset (training) cameras, model frame
         self.scene_box = outputs.scene_box.aabb.double().cpu().numpy()  # (2, 3) model frame
+        dm = self.nerf.datamanager.config
+        self.data = Path(dm.data or dm.dataparser.data)  # the data folder the run was trained on (an input)
         mc = self.model.config
         self.encoder = encoder if encoder is not None else CLIPEncoder(
             mc.encoder_model, mc.encoder_pretrained, device="cpu", precision=getattr(mc, "encoder_precision", "fp32"))

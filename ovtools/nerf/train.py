@@ -14,6 +14,7 @@ available locally (shipped, cached or a file).
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -148,18 +149,42 @@ def load_run(run, test_mode: str = "inference") -> tuple[Pipeline, int]:
         ``(pipeline, step)``: the pipeline in eval mode (``pipeline.model`` is an
         :class:`~ovtools.nerf.model.OVFieldModel`) and the checkpoint's step.
 
+    The checkpoint is read from the given folder's ``nerfstudio_models/`` (a run copied or moved elsewhere
+    loads its own checkpoint, not the one where it was trained).
+
     Raises:
-        FileNotFoundError: no ``config.yml`` there.
+        FileNotFoundError: no ``config.yml`` there, no checkpoint in its ``nerfstudio_models/``, or the
+            run's data folder (whose cameras the field needs) no longer exists.
+        ValueError: the checkpoint cannot be read (truncated or damaged).
     """
     path = Path(run).expanduser()
     config_path = path / "config.yml" if path.is_dir() else path
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist; pass a run folder written by train_field or ns-train")
+    folder = config_path.parent.resolve()
+    checkpoints = sorted((folder / "nerfstudio_models").glob("step-*.ckpt"))
+    if not checkpoints:
+        raise FileNotFoundError(f"run {folder} holds no checkpoint (nerfstudio_models/step-*.ckpt): its training "
+                                "did not get to save one; train it again")
+
+    def here(config: TrainerConfig) -> TrainerConfig:
+        config.run_dir = folder  # checkpoints from this folder, wherever the run was written
+        data = Path(config.pipeline.datamanager.data or config.pipeline.datamanager.dataparser.data)
+        if not data.exists():
+            raise FileNotFoundError(f"the data folder of run {folder}, {data}, does not exist; the field needs its "
+                                    "cameras (put the data back there)")
+        return config
+
     register_methods()
     previous, CONSOLE.quiet = CONSOLE.quiet, True  # nerfstudio prints "Loading latest checkpoint" lines on stdout,
     try:  # which broke the JSON that `ovtools field query/export` and `ovtools eval` print there
         with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
-            _, pipeline, _, step = eval_setup(config_path, test_mode=test_mode)
+            _, pipeline, _, step = eval_setup(config_path, test_mode=test_mode, update_config_callback=here)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"the checkpoint of run {folder} ({checkpoints[-1].name}) cannot be read: "
+                         f"{type(e).__name__}: {e}") from e
     finally:
         CONSOLE.quiet = previous
     return pipeline, step

@@ -91,3 +91,37 @@ def test_cli_bad_inputs(tiny_run, tmp_path, args, message):
     assert res.exit_code == 2, res.output
     if message is not None:
         assert message in res.output and "Traceback" not in res.output
+
+
+def test_a_copied_run_loads_its_own_checkpoint_and_broken_runs_are_one_line_errors(tiny_run, tmp_path):
+    """config.yml holds the absolute folder the run was trained in: a copy must still read its own checkpoint
+    (a damaged one is an error, not the original's silently), and broken runs give one Error line, exit 2."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    (ckpt,) = list((copy / "nerfstudio_models").glob("step-*.ckpt"))
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    res = _run("field", "query", copy, "--query", "red cube", "--cameras", "0", "--render-side", "24")
+    assert res.exit_code == 2 and "cannot be read" in res.output and str(copy.resolve()) in res.output, res.output
+    assert "Traceback" not in res.output
+    ckpt.unlink()
+    res = _run("eval", copy)
+    assert res.exit_code == 2 and "holds no checkpoint" in res.output, res.output
+    shutil.copy2(next((tiny_run / "nerfstudio_models").glob("step-*.ckpt")), ckpt)
+    res = _run("field", "query", copy, "--query", "red cube", "--cameras", "0", "--render-side", "24", "--quiet")
+    assert res.exit_code == 0, res.output
+
+
+def test_export_never_writes_onto_the_runs_data(tiny_run, tmp_path):
+    """The run's data folder (its images, depth, ground truth) is an input too: known only once the run is
+    loaded, it is checked then (export -o onto the scene's ground-truth PLY replaced it before)."""
+    from ovtools.nerf.pipeline import FeatureFieldPipeline
+
+    data = FeatureFieldPipeline(tiny_run, "red cube").data
+    info = data / "_info.txt"
+    before = info.read_bytes()
+    res = _run("field", "export", tiny_run, "--labels", "red cube, floor", "-o", tmp_path / "l.ply", "--summary", info,
+               "--max-views", "1", "--render-side", "24")
+    assert res.exit_code == 2 and "--summary" in res.output and "input" in res.output, res.output
+    assert info.read_bytes() == before
