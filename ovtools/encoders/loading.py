@@ -38,7 +38,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..deferred_imports import deferred_packages, enable_optional_towers, optional_towers_needed
-from ..errors import ConfigError, UnknownNameError, WeightsUnavailableError
+from ..errors import ConfigError, MissingDependencyError, UnknownNameError, WeightsUnavailableError
 from ..resources import checkpoints_dir, model_configs_dir
 from .tokenizer import DeferredTokenizer
 
@@ -394,7 +394,13 @@ def load_clip(
             tokenizer = open_clip.get_tokenizer(model) if "transformers" in towers else DeferredTokenizer(model)
     except Exception as e:  # network / hub errors come in many types
         if pretrained is None and not model.startswith("hf-hub:"):
-            raise
+            if not towers:
+                raise
+            # random weights, but a timm / Hugging Face tower: open_clip refuses the installed timm, transformers
+            # is missing, or the HF tower's config is not cached offline
+            cause = " ".join(str(e).split())[:300] or type(e).__name__
+            raise MissingDependencyError(
+                f"model {model!r} has a {' / '.join(towers)} tower that could not be built: {cause}") from None
         arch = "<architecture>" if model.startswith("hf-hub:") else model
         raise WeightsUnavailableError(
             f"weights for model {model!r} pretrained {pretrained!r} are not in the local cache and could not be "
