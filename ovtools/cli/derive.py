@@ -117,6 +117,7 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
         base, _ = strip_optional(hint)
         choices = literal_choices(hint)
         kwargs: dict[str, Any] = {"show_default": False}
+        note = ""
         decls = [flag] + ([f.metadata["short"]] if f.metadata.get("short") else [])
         if choices is not None:
             typ: Any = _choice_enum(f.name, choices)
@@ -126,8 +127,10 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
             decls += [f.metadata["short"]] if f.metadata.get("short") else []
         elif base in (int, float, str):
             typ = base
-            if f.metadata.get("minimum") is not None:  # an exclusive bound is enforced by the config (exit 2)
-                kwargs["min"] = f.metadata["minimum"]
+            if f.metadata.get("minimum") is not None and not f.metadata.get("exclusive_minimum"):
+                kwargs["min"] = f.metadata["minimum"]  # (an exclusive bound is enforced by the config, exit 2, and
+            elif f.metadata.get("minimum") is not None:  # said in the help: typer's ranges are inclusive)
+                note = f" Must be > {f.metadata['minimum']}."
             if f.metadata.get("maximum") is not None:
                 kwargs["max"] = f.metadata["maximum"]
         elif f.name == "cache_dir":
@@ -137,7 +140,7 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
             typ = str
         else:
             continue  # mappings, tuples: preset keys only
-        help_text = f"{f.metadata.get('help', '')} {_default_text(f.name, defaults[f.name], preset)}".strip()
+        help_text = f"{f.metadata.get('help', '')}{note} {_default_text(f.name, defaults[f.name], preset)}".strip()
         option = typer.Option(*decls, help=help_text, **kwargs)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[Optional[typ], option]))

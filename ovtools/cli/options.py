@@ -166,8 +166,9 @@ def build_pipeline(factory, preset: str | None, overrides: dict, flags: dict[str
         return factory(preset, **overrides)
     except (OvtoolsError, FileNotFoundError, ValueError, TypeError) as e:
         msg = str(e)
+        subject = msg.split(" setting: ", 1)[-1]  # the setting a config error is about, not the options listed before
         for name, flag in (flags or {}).items():
-            if re.search(rf"\b{name}\b", msg):
+            if re.search(rf"\b{name}\b", subject):
                 msg = f"{flag}: {msg}"
                 break
         usage_error(msg)

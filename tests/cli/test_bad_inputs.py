@@ -125,3 +125,15 @@ def test_usage_error_prints_brackets_as_written(capsys):
         opt.usage_error('pip install "ovtools[nerf]" for /tmp/a[b]/c')
     assert e.value.exit_code == 2
     assert 'pip install "ovtools[nerf]" for /tmp/a[b]/c' in capsys.readouterr().err
+
+
+def test_a_bad_value_is_blamed_on_its_own_option_and_an_exclusive_bound_is_in_the_help(tmp_path):
+    """The config error lists the options given ("with the options cascade_nms_iou, scoring"): the flag prefixed
+    is the one of the setting the error is about, not the first option named in that list."""
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    res = CliRunner().invoke(app, ["detect", str(tmp_path / "a.png"), "--preset", "detect-shapes", "--labels", "cat",
+                                   "--scoring", "cascade", "--cascade-nms-iou", "0"])
+    assert res.exit_code == 2
+    assert "Error: --cascade-nms-iou: " in res.output and "must be > 0.0" in res.output, res.output
+    helptext = " ".join(CliRunner().invoke(app, ["detect", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "rank order only. Must be > 0.0." in helptext
