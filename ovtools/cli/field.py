@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -153,8 +154,18 @@ def train(
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         opt.usage_error(f"--out {out} exists and is not an empty folder; give a new folder (or --force to replace "
                         "a run there)")
+    above = next(p for p in rd.parents if p.exists())
+    if not above.is_dir():
+        opt.usage_error(f"--out {out}: {above} is a file, not a folder")
     from ..errors import OvtoolsError
+    from ..nerf.datacheck import check_field_data
     from ..nerf.train import train_field
+
+    try:
+        check_field_data(dd)
+    except ValueError as e:
+        opt.usage_error(str(e))
+    fresh = not out.exists() or not any(out.iterdir())  # a failed run leaves nothing behind in a folder it made
 
     opt.register_model_configs()
     stage("field train", f"{PRESETS[preset]} on {data}")
@@ -170,8 +181,15 @@ def train(
     try:
         run = train_field(data, out, PRESETS[preset], model=model, pretrained=pretrained, max_iterations=iterations,
                           seed=seed, quiet=quiet, progress=None if quiet else on_step)
-    except (OvtoolsError, FileNotFoundError, ValueError) as e:
-        opt.usage_error(str(e))
+    except Exception as e:
+        if fresh:
+            shutil.rmtree(rd, ignore_errors=True)
+        if isinstance(e, (OvtoolsError, FileNotFoundError, ValueError)):
+            opt.usage_error(str(e))
+        if isinstance(e, (OSError, RuntimeError, ArithmeticError, AttributeError, IndexError, KeyError)):
+            opt.usage_error(f"training on {data} failed ({type(e).__name__}: {' '.join(str(e).split())[:300]}); "
+                            "check its images, depth and poses")
+        raise
     finally:
         if bar:
             bar[2].__exit__(None, None, None)

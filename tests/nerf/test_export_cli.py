@@ -125,3 +125,34 @@ def test_export_never_writes_onto_the_runs_data(tiny_run, tmp_path):
                "--max-views", "1", "--render-side", "24")
     assert res.exit_code == 2 and "--summary" in res.output and "input" in res.output, res.output
     assert info.read_bytes() == before
+
+
+def test_field_train_names_the_bad_file_before_training(rgbd_scene, tmp_path):
+    """Bad training data is one Error line naming the file (exit 2) before nerfstudio reads it (it raised
+    AttributeError / RuntimeError / ZeroDivisionError tracebacks), and nothing is left in --out."""
+    import shutil
+
+    from PIL import Image
+
+    _, folder = rgbd_scene
+
+    def broken(name, change):
+        data = tmp_path / name
+        shutil.copytree(folder, data)
+        change(data)
+        res = _run("field", "train", data, "--out", tmp_path / f"run-{name}", "--iterations", "1", "--model",
+                   "ovtools-shapes", "--pretrained", "shapes3d", "--quiet")
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert not (tmp_path / f"run-{name}").exists()
+        return " ".join(res.output.split())
+
+    garbage = broken("garbage", lambda d: (d / "color" / "2.jpg").write_bytes(b"x"))
+    assert "color/2.jpg cannot be read as an image" in garbage
+    out = broken("sizes", lambda d: Image.open(d / "color" / "3.jpg").resize((80, 60)).save(d / "color" / "3.jpg"))
+    assert "3.jpg is 80x60" in out and "one size" in out
+    depth = json.loads((folder / "transforms.json").read_text())["frames"][1]["depth_file_path"]
+    assert f"depth image {tmp_path / 'nodepth' / depth} does not exist" in broken(
+        "nodepth", lambda d: (d / depth).unlink())
+    (tmp_path / "a.png").write_bytes(b"")
+    res = _run("field", "train", folder, "--out", tmp_path / "a.png" / "run", "--iterations", "1")
+    assert res.exit_code == 2 and "is a file, not a folder" in res.output, res.output

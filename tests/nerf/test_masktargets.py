@@ -1,4 +1,6 @@
-"""Mask-level CLIP targets of the language field: smallest mask per pixel, zero rows outside, disk cache (no nerfstudio)."""
+"""Mask-level CLIP targets of the language field: smallest mask per pixel, zero rows outside, disk cache.
+
+No nerfstudio needed."""
 
 from __future__ import annotations
 
