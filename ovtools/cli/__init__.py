@@ -15,7 +15,8 @@ import warnings
 # torch import; a value the user set wins).  Measured on the project's shared 2-core machine, 2 threads: the shipped
 # model's 180-crop scoring 0.2-0.3 s wall instead of 0.5-0.8 s, ViT-B-32 bf16 batch 32 3.1 s instead of 3.6-3.8 s
 # (benchmarks/bench_coldstart.py, README "Benchmarks").
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if not os.environ.get("OMP_WAIT_POLICY", "").strip():  # unset or empty (libgomp rejects an empty value)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 # timm 0.6.7 (the version nerfstudio 1.1.5 pins; open_clip imports it) scripts modules at import, which recent
 # torch answers with a FutureWarning before every command's output; nothing a user of the CLI can act on.

@@ -27,3 +27,4 @@ def _policy_after_importing_the_cli(**env: str):
 def test_passive_by_default_and_the_users_value_wins():
     assert _policy_after_importing_the_cli() == "PASSIVE"
     assert _policy_after_importing_the_cli(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert _policy_after_importing_the_cli(OMP_WAIT_POLICY="") == "PASSIVE"  # empty = unset (libgomp rejects "")
