@@ -163,7 +163,7 @@ def train(
 
     try:
         check_field_data(dd)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         opt.usage_error(str(e))
     fresh = not out.exists() or not any(out.iterdir())  # a failed run leaves nothing behind in a folder it made
 

@@ -9,13 +9,14 @@ what is wrong instead.  It reads image headers only (Pillow), no pixels.  Import
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["check_field_data"]
+from ..scene3d import RGBDFolder
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+__all__ = ["check_field_data"]
 
 
 def _size(path: Path, what: str) -> tuple[int, int]:
@@ -33,15 +34,17 @@ def check_field_data(data: str | Path) -> int:
 
     Args:
         data: a nerfstudio folder with ``transforms.json`` (its frames' ``file_path`` and
-            ``depth_file_path``) or a ScanNet-layout RGB-D folder (``color/``; its depth frames are
-            checked by :class:`~ovtools.scene3d.RGBDFolder`, which skips missing ones with a warning).
+            ``depth_file_path``) or a ScanNet-layout RGB-D folder (the colour and depth files of the
+            frames :class:`~ovtools.scene3d.RGBDFolder` reads; it skips unmatched ones with a warning).
 
     Returns:
         The number of colour images.
 
     Raises:
         ValueError: an unreadable ``transforms.json``, fewer than 2 images, an image or a depth image
-            that is missing or unreadable, or images of different sizes (naming the file and both sizes).
+            that is missing or unreadable, or images of different sizes (naming the file and both sizes);
+            an RGB-D folder :class:`~ovtools.scene3d.RGBDFolder` refuses (its ValueError).
+        FileNotFoundError: an RGB-D folder without its intrinsics file.
     """
     data = Path(data)
     depths: list[Path] = []
@@ -55,7 +58,10 @@ def check_field_data(data: str | Path) -> int:
             raise ValueError(f"{data / 'transforms.json'} cannot be read as nerfstudio's transforms "
                              f"({type(e).__name__}: {e})") from None
     else:
-        images = sorted(p for p in (data / "color").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        with warnings.catch_warnings():  # unmatched frames: the dataparser warns about them when it reads the folder
+            warnings.simplefilter("ignore")
+            scan = RGBDFolder(data)
+        images, depths = (list(paths) for paths in zip(*(scan.files(i) for i in range(len(scan)))))
     if len(images) < 2:
         raise ValueError(f"{data} holds {len(images)} image(s); a field needs at least 2 posed views (24-40 suit it)")
     first = _size(images[0], "image")

@@ -44,7 +44,7 @@ from ..prompts import ClassEmbeddings, ClassSpace, EmbeddingCache, build_class_e
 from ..scene3d import Camera, scale_intrinsics
 from ..structures import PointLabels
 from .dataparser import cameras_to_ovtools, from_model_frame, nerfstudio_cameras, to_model_frame
-from .train import load_run
+from .train import data_folder, load_run
 
 CHUNK = 1 << 15  # points read from the field at once
 
@@ -132,8 +132,7 @@ class FeatureFieldPipeline:
         self.scale = float(outputs.dataparser_scale)
         self.cameras = outputs.cameras  # dataset (training) cameras, model frame
         self.scene_box = outputs.scene_box.aabb.double().cpu().numpy()  # (2, 3) model frame
-        dm = self.nerf.datamanager.config
-        self.data = Path(dm.data or dm.dataparser.data)  # the data folder the run was trained on (an input)
+        self.data = data_folder(self.nerf.datamanager.config)  # the folder the run was trained on (an input)
         mc = self.model.config
         self.encoder = encoder if encoder is not None else CLIPEncoder(
             mc.encoder_model, mc.encoder_pretrained, device="cpu", precision=getattr(mc, "encoder_precision", "fp32"))

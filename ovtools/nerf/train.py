@@ -30,7 +30,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from .method import make_config, register_methods
 
-__all__ = ["dataparser_for", "load_run", "train_field"]
+__all__ = ["data_folder", "dataparser_for", "load_run", "train_field"]
 
 # nerfstudio 1.1.5's learning-rate schedulers store numpy floats in checkpoints, which torch >= 2.6's
 # default torch.load(weights_only=True) refuses; these are the only non-tensor globals they hold.
@@ -57,6 +57,11 @@ def dataparser_for(data: Path, base: DataParserConfig) -> DataParserConfig:
         return rgbd.RGBDFolderDataParserConfig(data=data)
     raise ValueError(f"{data} holds no transforms.json and is not an RGB-D folder (color/ depth/ pose/ intrinsic/); "
                      "write one with: ovtools datagen OUT --kind scenes3d --rgbd-views 32")
+
+
+def data_folder(datamanager_config) -> Path:
+    """The data folder a run was trained on, from its data manager config (``data``, else its dataparser's)."""
+    return Path(datamanager_config.data or datamanager_config.dataparser.data)
 
 
 def train_field(data, out, method: str = "ovtools-field-small", *, model: str | None = None,
@@ -169,7 +174,7 @@ def load_run(run, test_mode: str = "inference") -> tuple[Pipeline, int]:
 
     def here(config: TrainerConfig) -> TrainerConfig:
         config.run_dir = folder  # checkpoints from this folder, wherever the run was written
-        data = Path(config.pipeline.datamanager.data or config.pipeline.datamanager.dataparser.data)
+        data = data_folder(config.pipeline.datamanager)
         if not data.exists():
             raise FileNotFoundError(f"the data folder of run {folder}, {data}, does not exist; the field needs its "
                                     "cameras (put the data back there)")

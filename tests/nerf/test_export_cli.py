@@ -127,7 +127,7 @@ def test_export_never_writes_onto_the_runs_data(tiny_run, tmp_path):
     assert info.read_bytes() == before
 
 
-def test_field_train_names_the_bad_file_before_training(rgbd_scene, tmp_path):
+def test_field_train_names_the_bad_file_before_training(rgbd_scene, rgbd_only, tmp_path):
     """Bad training data is one Error line naming the file (exit 2) before nerfstudio reads it (it raised
     AttributeError / RuntimeError / ZeroDivisionError tracebacks), and nothing is left in --out."""
     import shutil
@@ -136,9 +136,9 @@ def test_field_train_names_the_bad_file_before_training(rgbd_scene, tmp_path):
 
     _, folder = rgbd_scene
 
-    def broken(name, change):
+    def broken(name, change, source=folder):
         data = tmp_path / name
-        shutil.copytree(folder, data)
+        shutil.copytree(source, data)
         change(data)
         res = _run("field", "train", data, "--out", tmp_path / f"run-{name}", "--iterations", "1", "--model",
                    "ovtools-shapes", "--pretrained", "shapes3d", "--quiet")
@@ -148,6 +148,10 @@ def test_field_train_names_the_bad_file_before_training(rgbd_scene, tmp_path):
 
     garbage = broken("garbage", lambda d: (d / "color" / "2.jpg").write_bytes(b"x"))
     assert "color/2.jpg cannot be read as an image" in garbage
+    garbage = broken("garbage-rgbd", lambda d: (d / "color" / "2.jpg").write_bytes(b"x"), rgbd_only[1])  # RGB-D layout
+    assert "color/2.jpg cannot be read as an image" in garbage
+    depth = broken("depth-rgbd", lambda d: (d / "depth" / "5.png").write_bytes(b"x"), rgbd_only[1])
+    assert "depth image" in depth and "depth/5.png cannot be read" in depth
     out = broken("sizes", lambda d: Image.open(d / "color" / "3.jpg").resize((80, 60)).save(d / "color" / "3.jpg"))
     assert "3.jpg is 80x60" in out and "one size" in out
     depth = json.loads((folder / "transforms.json").read_text())["frames"][1]["depth_file_path"]
