@@ -2,7 +2,7 @@
 
     pip install -e .[bench]      # transformers, for the peers only
     python benchmarks/bench_peers.py [--rounds 2] [--paths dense,cascade,crop] [--peers owlvit,owlv2] \
-        [--cascade-k 40,30,20]
+        [--cascade-k 40,30,20] [--device cuda]
 
 * ovtools: ``DetectPipeline("detect-default")`` (ViT-B-32, random weights, the preset's
   precision — ``auto`` — unless ``--precision``) on a 640×480 photo (skimage's coffee) with the
@@ -40,7 +40,7 @@ def photo() -> np.ndarray:
     return np.array(Image.fromarray(data.coffee()).resize((640, 480), Image.Resampling.BICUBIC))  # writable
 
 
-def owl(kind: str, image: np.ndarray, n_labels: int, dtype: torch.dtype):
+def owl(kind: str, image: np.ndarray, n_labels: int, dtype: torch.dtype, device: str = "cpu"):
     """A callable running one OWL forward pass (random weights) on ``image`` with ``n_labels`` queries."""
     import transformers
 
@@ -49,14 +49,14 @@ def owl(kind: str, image: np.ndarray, n_labels: int, dtype: torch.dtype):
     else:
         cfg, model_cls = transformers.Owlv2Config(), transformers.Owlv2ForObjectDetection
     torch.manual_seed(0)
-    model = model_cls(cfg).eval().to(dtype)
+    model = model_cls(cfg).eval().to(device, dtype)
     size = cfg.vision_config.image_size
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-    mean = torch.tensor([0.481, 0.458, 0.408]).view(1, 3, 1, 1)
-    std = torch.tensor([0.269, 0.261, 0.276]).view(1, 3, 1, 1)
+    x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255
+    mean = torch.tensor([0.481, 0.458, 0.408], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.269, 0.261, 0.276], device=device).view(1, 3, 1, 1)
     length = cfg.text_config.max_position_embeddings
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, cfg.text_config.vocab_size - 1, (n_labels, length), generator=g)
+    ids = torch.randint(1, cfg.text_config.vocab_size - 1, (n_labels, length), generator=g).to(device)
     mask = torch.ones_like(ids)
 
     def run() -> None:
@@ -64,7 +64,7 @@ def owl(kind: str, image: np.ndarray, n_labels: int, dtype: torch.dtype):
         px = ((F.interpolate(x, size=(size, size), mode="bilinear", antialias=True) - mean) / std).to(dtype)
         with torch.inference_mode():
             out = model(input_ids=ids, pixel_values=px, attention_mask=mask)
-            out.logits.float().sigmoid().max(-1)
+            out.logits.float().sigmoid().max(-1).values.cpu()  # on a GPU: waits for the work
 
     return run, f"{'OWL-ViT B/32' if kind == 'owlvit' else 'OWLv2 B/16'} ({size}x{size}, {str(dtype)[6:]})"
 
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--cascade-k", default=None, help="comma-separated cascade_k values, one cascade row each "
                     "(default: the preset's)")
     ap.add_argument("--precision", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu (the issue's comparison) | cuda: every path on the GPU")
     args = ap.parse_args()
 
     from ovtools.pipelines import DetectPipeline
@@ -85,6 +86,7 @@ def main() -> None:
     image = photo()
     torch.manual_seed(0)
     extra = {"precision": args.precision} if args.precision else {}
+    extra["device"] = args.device
     cache = tempfile.mkdtemp(prefix="ovtools-bench-")  # text embeddings computed once, shared by the paths
     base = DetectPipeline("detect-default", pretrained=None, cache_dir=cache, **extra)
     n_labels = len(base.labels)
@@ -101,7 +103,7 @@ def main() -> None:
     first_peer = None
     for kind in filter(None, args.peers.split(",")):
         for dtype in (torch.float32, torch.bfloat16) if args.peer_bf16 else (torch.float32,):
-            fn, name = owl(kind, image, n_labels, dtype)
+            fn, name = owl(kind, image, n_labels, dtype, args.device)
             runs[name] = fn
             first_peer = first_peer or name
     for name, fn in runs.items():  # warm-up
@@ -119,7 +121,8 @@ def main() -> None:
     med = {n: statistics.median(t) for n, t in times.items()}
     med_cpu = {n: statistics.median(t) for n, t in cpu.items()}
     enc = base.encoder
-    print(f"640x480 photo (skimage coffee), {n_labels} labels, torch threads {torch.get_num_threads()}, "
+    print(f"640x480 photo (skimage coffee), {n_labels} labels, device {enc.device}, "
+          f"torch threads {torch.get_num_threads()}, "
           f"{args.rounds} rounds (medians); ovtools: {enc.name} random weights, dtype {str(enc.dtype)[6:]} "
           f"{enc.precision_note and '(' + enc.precision_note + ')'}")
     ref = med.get(first_peer) if first_peer else None

@@ -165,7 +165,8 @@ class DetectHead:
                              "use scoring='crop'")
         self.encoder = encoder
         self.config = config
-        self.proposal_source = create_proposals(config.proposals, **dict(config.proposal_options))
+        self.proposal_source = create_proposals(config.proposals, default_device=encoder.device,
+                                                **dict(config.proposal_options))
 
     # ---------------------------------------------------------------- features
     def crop_features(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

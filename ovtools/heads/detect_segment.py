@@ -32,7 +32,7 @@ class DetectThenSegment:
         detect_options: fields of :class:`~ovtools.heads.detect.DetectConfig` (``max_side`` is
             forced to ``None``: the segment head already works on its processing frame).
         **sam_options: :class:`~ovtools.proposals.sam.SamBoxSegmenter` options (``checkpoint``,
-            ``model_type``, ``model``).
+            ``model_type``, ``model``, ``device``: by default the encoder's).
 
     Raises:
         TypeError / ValueError: invalid detection settings.
@@ -43,6 +43,7 @@ class DetectThenSegment:
 
     def __init__(self, encoder, detect_options: Mapping[str, Any] | None = None, **sam_options: Any) -> None:
         self.detector = DetectHead(encoder, DetectConfig(**{**dict(detect_options or {}), "max_side": None}))
+        sam_options.setdefault("device", encoder.device)  # Segment Anything beside the CLIP encoder
         self.box_segmenter = SamBoxSegmenter(**sam_options)
 
     def __call__(self, frame: Frame, emb) -> Detections:

@@ -141,7 +141,7 @@ class SegmentHead:
         options = dict(config.proposal_options)
         if getattr(PROPOSALS.get(config.proposals), "output", "boxes") == "labelled_masks":
             options.update(encoder=encoder, detect_options=config.detect_options)
-        self.source = create_proposals(config.proposals, **options)
+        self.source = create_proposals(config.proposals, default_device=encoder.device, **options)
 
     def propose(self, pixels: np.ndarray) -> torch.Tensor:
         """Masks of the configured source on the processing frame.

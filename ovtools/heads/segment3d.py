@@ -216,7 +216,8 @@ class Segment3DHead:
         self.encoder, self.config = encoder, config
         self.masks = self.mask_features = None
         if config.features == "masks":
-            self.masks = create_proposals(config.mask_proposals, **dict(config.proposal_options))
+            self.masks = create_proposals(config.mask_proposals, default_device=encoder.device,
+                                          **dict(config.proposal_options))
             if getattr(self.masks, "output", "boxes") != "masks":
                 raise ValueError(f"mask_proposals={config.mask_proposals!r} gives boxes, not masks")
             self.mask_features = MaskFeatures(encoder, "crop", "mean", config.context_padding, config.crop_batch_size)

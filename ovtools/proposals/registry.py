@@ -15,6 +15,7 @@ deterministic.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ..registry import Registry
@@ -37,11 +38,15 @@ def available_proposals(output: str | None = None) -> list[str]:
     return [n for n in names if getattr(PROPOSALS.get(n), "output", "boxes") == output]
 
 
-def create_proposals(name: str, **kwargs: Any):
+def create_proposals(name: str, *, default_device: Any = None, **kwargs: Any):
     """Build a registered proposal source.
 
     Args:
         name: registry key, e.g. ``"windows"``, ``"segments"``, ``"hybrid"``, ``"regions"``, ``"sam"``.
+        default_device: where a source that runs a network (one whose constructor takes ``device``,
+            such as ``"sam"``) runs when ``kwargs`` names no ``device``: the heads pass their encoder's
+            device, so Segment Anything runs on the GPU the CLIP encoder runs on.  Ignored by the
+            other sources.
         **kwargs: options of that source's constructor.
 
     Returns:
@@ -51,4 +56,15 @@ def create_proposals(name: str, **kwargs: Any):
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
         TypeError / ValueError: invalid options for that source.
     """
-    return PROPOSALS.create(name, **kwargs)
+    factory = PROPOSALS.get(name)
+    if default_device is not None and "device" not in kwargs and takes_device(factory):
+        kwargs["device"] = default_device
+    return factory(**kwargs)
+
+
+def takes_device(factory: Any) -> bool:
+    """Whether ``factory`` (a proposal source class or function) accepts a ``device`` keyword."""
+    try:
+        return "device" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False

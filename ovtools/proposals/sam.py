@@ -212,7 +212,9 @@ class SamMaskProposals(_SamBase):
         max_side: longer image side SAM sees, in pixels; larger images are
             downscaled and the masks upsampled back.  ``None``: never downscale.
         max_masks: cap on the number of returned masks.
-        device: where a model loaded from ``checkpoint`` (or given) runs.
+        device: where a model loaded from ``checkpoint`` (or given) runs: ``"auto"`` (CUDA > MPS >
+            CPU, like :class:`~ovtools.encoders.CLIPEncoder`), ``"cpu"``, ``"cuda:N"``...; the pipelines
+            pass their encoder's device.
 
     Raises:
         UnknownNameError / WeightsUnavailableError: as :func:`load_sam`.
@@ -227,7 +229,7 @@ class SamMaskProposals(_SamBase):
                  points_per_side: int = 32, pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
                  box_nms_thresh: float = 0.7, crop_n_layers: int = 0, min_mask_region_area: int = 0,
                  points_per_batch: int = 64, max_side: int | None = 1024, max_masks: int = 200,
-                 device="cpu") -> None:
+                 device="auto") -> None:
         if points_per_side < 1 or points_per_batch < 1 or max_masks < 1:
             raise ValueError("points_per_side, points_per_batch and max_masks must be >= 1, got "
                              f"{points_per_side}, {points_per_batch}, {max_masks}")
@@ -292,7 +294,7 @@ class SamBoxSegmenter(_SamBase):
     """
 
     def __init__(self, checkpoint: str | Path | None = None, model_type: str = "vit_b", model: Sam | None = None,
-                 max_side: int | None = 1024, boxes_per_batch: int = 64, device="cpu") -> None:
+                 max_side: int | None = 1024, boxes_per_batch: int = 64, device="auto") -> None:
         if boxes_per_batch < 1:
             raise ValueError(f"boxes_per_batch must be >= 1, got {boxes_per_batch}")
         super().__init__(checkpoint, model_type, model, max_side, device)

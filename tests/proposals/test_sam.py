@@ -223,3 +223,21 @@ def test_empty_checkpoint_is_named(tmp_path):
         load_sam(empty)
     assert first_line(RuntimeError("")) == "RuntimeError"
     assert first_line(ValueError("a\nb")) == "ValueError: a"
+
+
+def test_heads_run_sam_on_their_encoders_device(tiny, tiny_encoder, monkeypatch):
+    """SAM beside a GPU encoder must not stay on the CPU: the heads pass the encoder's device (checked on a
+    GPU in tests/pipelines/test_cuda_pipelines.py); an explicit ``device`` option wins; other sources ignore it."""
+    import ovtools.proposals.sam as sam_mod
+    from ovtools.pipelines import SegmentPipeline
+
+    seen = []
+    real = sam_mod.load_sam
+    monkeypatch.setattr(sam_mod, "load_sam", lambda m, t, device: seen.append(device) or real(m, t, "cpu"))
+    SegmentPipeline(encoder=tiny_encoder, labels="a, b", templates="single", proposals="sam",
+                    proposal_options={"model": tiny, **LOOSE})
+    SegmentPipeline(encoder=tiny_encoder, labels="a, b", templates="single", proposals="sam",
+                    proposal_options={"model": tiny, "device": "cpu", **LOOSE})
+    assert seen == [tiny_encoder.device, "cpu"]
+    assert create_proposals("segments", default_device="cuda:7").max_boxes == 500  # no device option: ignored
+    assert sam_mod.SamMaskProposals.__init__.__defaults__[-1] == "auto"

@@ -78,7 +78,10 @@ def test_colour_camera_fusion_and_survey_backprojection_on_cuda():
                   pose, kc, kd, "0", e)
     a, ca = backproject_rgbd([f], voxel_size=0.05)
     b, cb = backproject_rgbd([f], voxel_size=0.05, device="cuda")
-    assert np.allclose(a, b, atol=1e-5) and np.array_equal(ca, cb)
+    assert np.allclose(a, b, atol=1e-5)
+    # the colour camera's pixel is floor(x + 0.5) of a float32 projection: the GPU's fused multiply-adds
+    # may round a point lying on a pixel border to the neighbouring pixel (seen on an H200)
+    assert (ca == cb).all(1).mean() > 0.99
     local = (a - pose[:3, 3]).astype(np.float32)
     part = FeaturePartition(torch.arange(80).repeat(56, 1), torch.eye(80))
     view = (kd, np.eye(4), f.depth, part, kc, (56, 80), e)
