@@ -1,7 +1,7 @@
 """Cascade scoring on the evaluation world: AP50 against CPU time for each ranking pass, k and NMS IoU.
 
     python benchmarks/tune_cascade.py WORKDIR [--seed 1000] [--scenes 40] [--image-size 192] \
-        [--objects 3,6] [--sides 0,256,512] [--k 20,30,40,50] [--nms none,0.5]
+        [--objects 3,6] [--sides 0,256,512] [--k 20,30,40,50] [--nms none,0.5] [--adaptive]
 
 Scenes are generated once with ``ovtools datagen --kind scenes`` (seed 1000-1999: tuning; 2002:
 the held-out scenes of ``benchmarks/bench_quality.py`` — never tune on the scenes you report).
@@ -21,14 +21,16 @@ import itertools
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from torchvision.ops import nms
 
 from ovtools.cli.inprocess import run_cli
 from ovtools.datasets.coco import read_coco
 from ovtools.eval.coco import coco_detection_metrics
 from ovtools.eval.data import name_key
 from ovtools.heads.frame import processing_frame
-from ovtools.heads.scoring import cascade_candidates
+from ovtools.heads.scoring import cascade_candidates, open_set_scores
 from ovtools.pipelines import DetectPipeline
 
 
@@ -83,6 +85,9 @@ def main() -> None:
     ap.add_argument("--sides", default="0,256,512")
     ap.add_argument("--k", default="20,30,40,50")
     ap.add_argument("--nms", default="none,0.5")
+    ap.add_argument("--adaptive", action="store_true", help="also budgets that adapt per image (ranking at the "
+                    "last --sides value, NMS IoU 0.5): k from the number of NMS survivors, or every candidate "
+                    "within d logits of the best")
     args = ap.parse_args()
     torch.set_num_threads(1)
     lo, hi = (int(v) for v in args.objects.split(","))
@@ -121,6 +126,46 @@ def main() -> None:
         scoring = (dense + crops + mean["t_post"]) / (mean["t_crop"] + mean["t_post"])
         print(f"| dense at {side or 'frame'} px | {k} | {iou or '-'} | {ap50(pipe, data, scenes, pick):.3f} | "
               f"{t / crop_time:.2f}x | {scoring:.2f}x |", flush=True)
+    if args.adaptive:
+        adaptive_budgets(pipe, data, scenes, sides[-1])
+
+
+def adaptive_budgets(pipe, data, scenes, side: int) -> None:
+    """AP50 and mean k of per-image budgets: k = f x (NMS-0.5 survivors) in [lo, 100], or the candidates whose
+    rank logit is within d of the image's best (at least lo); candidates in cascade_candidates' order."""
+    logit_scale, emb = pipe.encoder.logit_scale, pipe.embeddings
+    for s in scenes:  # cascade_candidates' order: NMS survivors by rank, then the others by rank
+        s["rank"] = open_set_scores(s["dense"][side], emb, logit_scale).logits.max(dim=1).values
+        first = nms(s["boxes"].float(), s["rank"].float(), 0.5)
+        rest = torch.ones(len(s["boxes"]), dtype=torch.bool)
+        rest[first] = False
+        others = torch.nonzero(rest)[:, 0]
+        s["order"] = torch.cat([first, others[torch.argsort(s["rank"][others], descending=True)]])
+        s["survivors"] = len(first)
+    objects = [len(data.coco.getAnnIds(imgIds=[s["id"]])) for s in scenes]
+    r = np.corrcoef(objects, [s["survivors"] for s in scenes])[0, 1]
+    print(f"\nadaptive budgets (ranking at {side or 'frame'} px, NMS 0.5): objects {np.mean(objects):.1f} and NMS "
+          f"survivors {np.mean([s['survivors'] for s in scenes]):.1f} per scene, correlation {r:.2f}\n"
+          "| budget | mean k | AP50 |\n|---|---|---|")
+
+    def row(label, budget) -> None:
+        ks = []
+
+        def pick(s):
+            ks.append(min(len(s["boxes"]), budget(s)))
+            return torch.sort(s["order"][: ks[-1]]).values
+
+        a = ap50(pipe, data, scenes, pick)
+        print(f"| {label} | {np.mean(ks):.1f} | {a:.3f} |", flush=True)
+
+    def within(s, d, lo):
+        r = s["rank"][s["order"]]
+        return max(lo, min(100, int((r >= r.max() - d).sum())))
+
+    for f, lo in itertools.product((0.5, 0.75, 1.0), (20, 30)):
+        row(f"survivors x{f} in [{lo}, 100]", lambda s, f=f, lo=lo: max(lo, min(100, round(f * s["survivors"]))))
+    for d, lo in itertools.product((2.0, 3.0, 4.0), (20, 30)):
+        row(f"within {d} logits of the best, >= {lo}", lambda s, d=d, lo=lo: within(s, d, lo))
 
 
 if __name__ == "__main__":

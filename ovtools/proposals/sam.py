@@ -183,7 +183,10 @@ class _SamBase:
             raise TypeError(f"model must be a segment_anything Sam instance or None, got {type(model).__name__}")
         if max_side is not None and int(max_side) < 16:
             raise ValueError(f"max_side must be >= 16 pixels or None, got {max_side}")
-        self.model = load_sam(model if model is not None else checkpoint, model_type, device)
+        dev = resolve_device(device)
+        if dev.type == "mps":  # segment-anything builds float64 tensors, which MPS lacks (its issue #94): CPU
+            dev = torch.device("cpu")
+        self.model = load_sam(model if model is not None else checkpoint, model_type, dev)
         self.max_side = None if max_side is None else int(max_side)
         self._lock = threading.Lock()
 
@@ -212,9 +215,10 @@ class SamMaskProposals(_SamBase):
         max_side: longer image side SAM sees, in pixels; larger images are
             downscaled and the masks upsampled back.  ``None``: never downscale.
         max_masks: cap on the number of returned masks.
-        device: where a model loaded from ``checkpoint`` (or given) runs: ``"auto"`` (CUDA > MPS >
-            CPU, like :class:`~ovtools.encoders.CLIPEncoder`), ``"cpu"``, ``"cuda:N"``...; the pipelines
-            pass their encoder's device.
+        device: where a model loaded from ``checkpoint`` (or given) runs: ``"auto"`` (CUDA > CPU),
+            ``"cpu"``, ``"cuda:N"``...; the pipelines pass their encoder's device.  An MPS device
+            (Apple GPUs) runs SAM on the CPU: segment-anything's automatic mask generator builds
+            float64 tensors, which MPS does not support (segment-anything issue #94).
 
     Raises:
         UnknownNameError / WeightsUnavailableError: as :func:`load_sam`.

@@ -238,6 +238,20 @@ def test_heads_run_sam_on_their_encoders_device(tiny, tiny_encoder, monkeypatch)
                     proposal_options={"model": tiny, **LOOSE})
     SegmentPipeline(encoder=tiny_encoder, labels="a, b", templates="single", proposals="sam",
                     proposal_options={"model": tiny, "device": "cpu", **LOOSE})
-    assert seen == [tiny_encoder.device, "cpu"]
+    assert seen == [tiny_encoder.device, torch.device("cpu")]
     assert create_proposals("segments", default_device="cuda:7").max_boxes == 500  # no device option: ignored
     assert sam_mod.SamMaskProposals.__init__.__defaults__[-1] == "auto"
+
+
+def test_sam_never_runs_on_mps(tiny, monkeypatch):
+    """segment-anything's mask generator makes float64 tensors, which MPS lacks: an MPS encoder keeps SAM on the CPU."""
+    import ovtools.proposals.sam as sam_mod
+
+    monkeypatch.setattr(sam_mod, "resolve_device",  # a Mac: "auto" and "mps" mean the Apple GPU
+                        lambda device: torch.device("mps" if str(device) in ("auto", "mps") else device))
+    seen = []
+    real = sam_mod.load_sam
+    monkeypatch.setattr(sam_mod, "load_sam", lambda m, t, device: seen.append(device) or real(m, t, "cpu"))
+    create_proposals("sam", model=tiny, default_device="mps", **LOOSE)
+    create_proposals("sam", model=tiny, **LOOSE)  # device "auto"
+    assert seen == [torch.device("cpu")] * 2
