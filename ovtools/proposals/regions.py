@@ -29,7 +29,7 @@ import torch
 from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_masks, resize_masks
-from .image_input import felzenszwalb_input
+from .image_input import check_workers, felzenszwalb_input, map_in_threads
 from .registry import register_proposals
 from .segments import hierarchical_grouping
 
@@ -51,9 +51,12 @@ class RegionMaskProposals:
         dedup_iou: of two masks with IoU above this, the lower-ranked is dropped.
         max_masks: cap on the number of masks (best-ranked first).
         seed: seed of the ranking's random factor.
+        workers: threads for the segmentations (one per scale): ``None`` = one each, up to torch's
+            thread count (``torch.get_num_threads()``); 1 = the calling thread.  The masks do not
+            depend on it.
 
     Raises:
-        ValueError: empty or non-positive ``scales``, or limits out of range.
+        ValueError: empty or non-positive ``scales``, limits out of range, ``workers`` < 1.
 
     Example:
         >>> src = RegionMaskProposals()
@@ -76,10 +79,12 @@ class RegionMaskProposals:
         dedup_iou: float = 0.9,
         max_masks: int = 300,
         seed: int = 0,
+        workers: int | None = None,
     ) -> None:
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
+        self.workers = check_workers(workers)
         if not 0 <= min_area < max_area <= 1:
             raise ValueError(f"need 0 <= min_area < max_area <= 1, got {min_area}, {max_area}")
         if max_masks < 1 or min_region < 1:
@@ -119,14 +124,17 @@ class RegionMaskProposals:
         work, min_region = felzenszwalb_input(image, self.max_side, self.min_region)
         h, w = image.shape[:2]
         rng = np.random.default_rng(self.seed)
-        masks, ranks = [], []
-        for k in self.scales:
+
+        def one(k: float) -> tuple[torch.Tensor, np.ndarray]:
             labels = felzenszwalb(work, scale=k, sigma=self.sigma, min_size=min_region)
             member, level = self._groups(labels, work)
             area = member.astype(np.float64) @ np.bincount(labels.ravel(), minlength=member.shape[1]) / labels.size
             ok = (area >= self.min_area) & (area <= self.max_area)
-            member, level = member[ok], level[ok]
-            masks.append(torch.from_numpy(member[:, labels]))  # (G, wh, ww)
+            return torch.from_numpy(member[ok][:, labels]), level[ok]  # (G, wh, ww), (G,)
+
+        masks, ranks = [], []
+        for m, level in map_in_threads(one, self.scales, self.workers):  # in scale order: the ranks are seeded
+            masks.append(m)
             ranks.append(level * rng.random(len(level)))
         if not masks or sum(len(m) for m in masks) == 0:
             return np.zeros((0, h, w), bool)

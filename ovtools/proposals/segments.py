@@ -36,7 +36,7 @@ from skimage import color
 from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_boxes
-from .image_input import felzenszwalb_input
+from .image_input import check_workers, felzenszwalb_input, map_in_threads
 from .registry import register_proposals
 
 _BINS = 25
@@ -177,9 +177,11 @@ class SegmentProposals:
         dedup_iou: NMS IoU above which a lower-ranked box is dropped as a duplicate.
         max_boxes: cap on the number of boxes (ranked as in Uijlings §3.3).
         seed: seed of the ranking's random factor.
+        workers: threads for the segmentations (one per scale and colour space): ``None`` = one
+            each, up to torch's thread count; 1 = the calling thread.  The boxes do not depend on it.
 
     Raises:
-        ValueError: empty ``scales``, unknown colour space, non-positive limits.
+        ValueError: empty ``scales``, unknown colour space, non-positive limits, ``workers`` < 1.
     """
 
     def __init__(
@@ -195,10 +197,12 @@ class SegmentProposals:
         dedup_iou: float = 0.85,
         max_boxes: int = 500,
         seed: int = 0,
+        workers: int | None = None,
     ) -> None:
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
+        self.workers = check_workers(workers)
         self.color_spaces = tuple(color_spaces)
         bad = [c for c in self.color_spaces if c not in ("rgb", "hsv", "lab")]
         if bad or not self.color_spaces:
@@ -241,19 +245,21 @@ class SegmentProposals:
         h, w = image.shape[:2]
         wh, ww = work.shape[:2]
         rng = np.random.default_rng(self.seed)
+        converted = {space: self._convert(work, space) for space in self.color_spaces}
+
+        def one(job: tuple[str, float]) -> tuple[np.ndarray, np.ndarray]:
+            labels = felzenszwalb(converted[job[0]], scale=job[1], sigma=self.sigma, min_size=min_region)
+            if self.merge:
+                boxes, level, _ = hierarchical_grouping(labels, work)
+                return boxes, level
+            _, boxes, _ = _regions(labels, work)
+            return boxes.astype(np.float32), np.full(len(boxes), 1)
+
+        jobs = [(space, k) for space in self.color_spaces for k in self.scales]
         all_boxes, all_rank = [], []
-        for space in self.color_spaces:
-            conv = self._convert(work, space)
-            for k in self.scales:
-                labels = felzenszwalb(conv, scale=k, sigma=self.sigma, min_size=min_region)
-                if self.merge:
-                    boxes, level, _ = hierarchical_grouping(labels, work)
-                else:
-                    _, boxes, _ = _regions(labels, work)
-                    boxes = boxes.astype(np.float32)
-                    level = np.full(len(boxes), 1)
-                all_boxes.append(boxes)
-                all_rank.append(level * rng.random(len(level)))
+        for boxes, level in map_in_threads(one, jobs, self.workers):  # in job order: the ranks are seeded
+            all_boxes.append(boxes)
+            all_rank.append(level * rng.random(len(level)))
         boxes = np.concatenate(all_boxes)
         rank = np.concatenate(all_rank)
         boxes = boxes[np.argsort(rank, kind="stable")]

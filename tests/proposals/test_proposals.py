@@ -98,3 +98,36 @@ def test_segments_recall_on_generated_scenes():
         hit += int((iou.max(1).values >= 0.5).sum())
         total += len(scene.boxes)
     assert total > 0 and hit / total >= 0.95
+
+
+@pytest.mark.parametrize("name", ["segments", "regions"])
+def test_segmentations_in_threads_give_the_same_proposals(name):
+    """The per-scale segmentations run in threads (skimage's Felzenszwalb releases the GIL); the seeded
+    ranking must not depend on which thread finishes first."""
+    from ovtools.datasets.shapes import generate_scenes
+    from ovtools.proposals import image_input
+
+    images = [s.image for s in generate_scenes(3, seed=7, size=160)]
+    serial = create_proposals(name, workers=1)
+    many = create_proposals(name, workers=3, scales=(30.0, 80.0, 150.0, 400.0))
+    serial4 = create_proposals(name, workers=1, scales=(30.0, 80.0, 150.0, 400.0))
+    for im in images:
+        assert np.array_equal(serial(im), create_proposals(name)(im))
+        assert np.array_equal(many(im), serial4(im))
+    calls = []
+    real = image_input.ThreadPoolExecutor
+
+    class Spy(real):
+        def __init__(self, n, **kw):
+            calls.append(n)
+            super().__init__(n, **kw)
+
+    image_input.ThreadPoolExecutor = Spy
+    try:
+        many(images[0])
+        serial(images[0])
+    finally:
+        image_input.ThreadPoolExecutor = real
+    assert calls == [3]  # workers=3 asked for: 3 threads for the 4 segmentations; workers=1: none
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        create_proposals(name, workers=0)
