@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry import dedup_boxes
-from .registry import register_proposals
+from .registry import check_options, register_proposals
 from .segments import SegmentProposals
 from .windows import SlidingWindows
 
@@ -23,12 +23,19 @@ class HybridProposals:
             0.3-0.9 of the shorter side, overlap 0.5).
         dedup_iou: boxes overlapping an earlier box by more than this IoU are dropped.
         max_boxes: cap on the number of returned boxes (segments first).
+
+    Raises:
+        TypeError: an unknown or mistyped option in ``segments`` / ``windows``
+            (:func:`~ovtools.proposals.registry.check_options`).
     """
 
     def __init__(self, segments: dict | None = None, windows: dict | None = None,
                  dedup_iou: float = 0.9, max_boxes: int = 500) -> None:
-        self.segments = SegmentProposals(**(segments or {}))
-        self.windows = SlidingWindows(**(windows or {"scales": (0.3, 0.5, 0.7, 0.9), "overlap": 0.5}))
+        segments, windows = segments or {}, windows or {"scales": (0.3, 0.5, 0.7, 0.9), "overlap": 0.5}
+        check_options("hybrid: segments", SegmentProposals, segments)
+        check_options("hybrid: windows", SlidingWindows, windows)
+        self.segments = SegmentProposals(**segments)
+        self.windows = SlidingWindows(**windows)
         self.dedup_iou = float(dedup_iou)
         self.max_boxes = int(max_boxes)
 

@@ -16,6 +16,8 @@ deterministic.
 from __future__ import annotations
 
 import inspect
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from ..registry import Registry
@@ -54,9 +56,11 @@ def create_proposals(name: str, *, default_device: Any = None, **kwargs: Any):
 
     Raises:
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
-        TypeError / ValueError: invalid options for that source.
+        TypeError: an option the source does not have, or of the wrong type (see :func:`check_options`).
+        ValueError: an option out of range (the source's own check).
     """
     factory = PROPOSALS.get(name)
+    check_options(name, factory, kwargs)
     if default_device is not None and "device" not in kwargs and takes_device(factory):
         kwargs["device"] = default_device
     return factory(**kwargs)
@@ -68,3 +72,51 @@ def takes_device(factory: Any) -> bool:
         return "device" in inspect.signature(factory).parameters
     except (TypeError, ValueError):  # a builtin or C callable without a signature
         return False
+
+
+def _matches(value: Any, kind: str) -> bool | None:
+    """Whether ``value`` is of the annotated ``kind`` (one ``|``-part of an annotation string); ``None``: unknown kind."""
+    def real(v: Any) -> bool:  # numpy scalars too
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    checks = {
+        "None": value is None,
+        "int": isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        "float": real(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "dict": isinstance(value, Mapping),
+        "Sequence[float]": isinstance(value, (list, tuple)) and all(real(v) for v in value),
+        "Sequence[str]": isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+    }
+    return checks.get(kind.strip())
+
+
+def check_options(name: str, factory: Any, options: Mapping[str, Any]) -> None:
+    """Check ``options`` against the parameters of proposal source ``factory`` before building it.
+
+    Every option must be a parameter (unless the factory takes ``**kwargs``), and a value must match
+    the parameter's annotation where it is built of ``int``, ``float``, ``bool``, ``str``, ``dict``,
+    ``None``, ``Sequence[float]`` and ``Sequence[str]`` (``1.5`` or ``true`` for an ``int`` option is an
+    error, not 1; other annotations are left to the source).  Options usually come from a preset's
+    ``proposal_options``, so the message names the source, the option and the value.
+
+    Raises:
+        TypeError: an unknown option or a value of the wrong type.
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to check against
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    names = [k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key, value in options.items():
+        if key not in params:
+            raise TypeError(f"proposal source {name!r} has no option {key!r}; its options: {names}")
+        annotation = params[key].annotation
+        if not isinstance(annotation, str):
+            annotation = getattr(annotation, "__name__", str(annotation))
+        verdicts = [_matches(value, kind) for kind in annotation.split("|")]
+        if None not in verdicts and not any(verdicts):
+            raise TypeError(f"proposal source {name!r}: option {key}={value!r} must be {annotation}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,27 @@ def test_segmentations_in_threads_give_the_same_proposals(name):
     assert calls == [3]  # workers=3 asked for: 3 threads for the 4 segmentations; workers=1: none
     with pytest.raises(ValueError, match="workers must be >= 1"):
         create_proposals(name, workers=0)
+
+
+def test_proposal_options_are_checked_by_name_and_type():
+    """A preset's proposal_options: an unknown option or a value of the wrong type is named, not int('two')
+    deep inside the source or silently truncated (workers: 1.5 -> 1)."""
+    cases = [
+        ("segments", "workers", "two", "option workers='two' must be int | None"),
+        ("segments", "workers", 1.5, "option workers=1.5 must be int | None"),
+        ("segments", "workers", True, "option workers=True must be int | None"),
+        ("segments", "merge", 1, "option merge=1 must be bool"),
+        ("windows", "scales", [0.2, "x"], "option scales=[0.2, 'x'] must be Sequence[float]"),
+        ("regions", "max_side", "big", "option max_side='big' must be int | None"),
+    ]
+    for name, key, value, message in cases:
+        with pytest.raises(TypeError, match=re.escape(message)):
+            create_proposals(name, **{key: value})
+    with pytest.raises(TypeError, match=r"'hybrid: segments': option sigma='x' must be float"):
+        create_proposals("hybrid", segments={"sigma": "x"})
+    with pytest.raises(TypeError, match=r"'segments' has no option 'device'; its options: \['scales'"):
+        create_proposals("segments", device="cuda")
+    # ints and numpy numbers for float options, numpy ints for int options, None where allowed: fine
+    src = create_proposals("segments", sigma=1, min_box=np.float32(4.0), max_boxes=np.int64(50), max_side=None,
+                           scales=(50, 150.0))
+    assert src.max_boxes == 50 and src.max_side is None
