@@ -57,8 +57,10 @@ def main() -> None:
     ap.add_argument("--segment", nargs="*", default=[])
     ap.add_argument("--classify", nargs="*", default=[])
     ap.add_argument("--segment3d", nargs="*", default=[])
+    ap.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="base seed of the data (default: the held-out "
+                    f"{HELD_OUT_SEED}; scenes use seed + 2: tune on --seed 998, i.e. the tuning scenes of seed 1000)")
     args = ap.parse_args()
-    work, seed = args.work, HELD_OUT_SEED
+    work, seed = args.work, args.seed
     work.mkdir(parents=True, exist_ok=True)
     if args.classify and not (work / "test").exists():
         run_cli(["datagen", work / "test", "--kind", "classification", "--n", args.classify_images, "--seed", seed])

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import nms
 
+from ..geometry import dedup_masks
+
 
 @dataclass(frozen=True)
 class OpenSetScores:
@@ -153,7 +155,8 @@ def open_set_scores(features: torch.Tensor, emb, logit_scale: float) -> OpenSetS
 
 
 def cascade_candidates(features: torch.Tensor, emb, logit_scale: float, k: int,
-                       boxes: torch.Tensor | None = None, nms_iou: float | None = None) -> torch.Tensor:
+                       boxes: torch.Tensor | None = None, nms_iou: float | None = None,
+                       masks: torch.Tensor | None = None) -> torch.Tensor:
     """The ``k`` regions a cheap first pass ranks most likely to show one of the labels.
 
     The first stage of cascade scoring (a dense MaskCLIP pass ranks every proposal, crop
@@ -177,25 +180,35 @@ def cascade_candidates(features: torch.Tensor, emb, logit_scale: float, k: int,
         logit_scale: temperature multiplying cosine similarities (> 0).
         k: how many regions to keep (>= 1).
         boxes: optional float (N, 4) xyxy boxes of the regions (any pixel frame), for ``nms_iou``.
-        nms_iou: IoU in (0, 1] of the diversity step; ``None`` (or no ``boxes``): rank order only.
+        nms_iou: IoU in (0, 1] of the diversity step; ``None`` (or neither ``boxes`` nor ``masks``):
+            rank order only.
+        masks: optional bool (N, H, W) masks of the regions: the diversity step compares masks
+            (IoU on a coarse grid, :func:`~ovtools.geometry.dedup_masks`) instead of boxes.
 
     Returns:
         int64 (min(k, N),) indices into ``features``, in increasing order.
 
     Raises:
-        ValueError: ``k < 1``, ``boxes`` not (N, 4), or the shapes disagree (see :func:`open_set_scores`).
+        ValueError: ``k < 1``, ``boxes`` not (N, 4), ``masks`` not (N, H, W), or the shapes disagree (see
+            :func:`open_set_scores`).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = features.shape[0]
     if boxes is not None and tuple(boxes.shape) != (n, 4):
         raise ValueError(f"boxes must have shape ({n}, 4) like the {n} features, got {tuple(boxes.shape)}")
+    if masks is not None and (masks.ndim != 3 or masks.shape[0] != n):
+        raise ValueError(f"masks must have shape ({n}, H, W) like the {n} features, got {tuple(masks.shape)}")
     if n <= k:
         return torch.arange(n)
     rank = open_set_scores(features, emb, logit_scale).logits.max(dim=1).values
-    if boxes is None or nms_iou is None:
+    if nms_iou is None or (boxes is None and masks is None):
         return rank.topk(k).indices.sort().values
-    first = nms(boxes.float().cpu(), rank, nms_iou)  # survivors, by decreasing rank
+    if masks is not None:  # survivors of greedy mask de-duplication in rank order
+        order = rank.argsort(descending=True, stable=True)
+        first = order[dedup_masks(masks.cpu()[order], nms_iou)]
+    else:
+        first = nms(boxes.float().cpu(), rank, nms_iou)  # survivors, by decreasing rank
     if len(first) >= k:
         return first[:k].sort().values
     picked = torch.zeros(n, dtype=torch.bool)

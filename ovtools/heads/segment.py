@@ -44,7 +44,7 @@ from .mask_features import MaskFeatures, MaskFill, MaskScoring
 from .registry import HeadSpec, register_head
 from .scoring import cascade_candidates, open_set_scores
 
-CASCADE_K = 32  # cascade: masked crops per image
+CASCADE_K = 40  # cascade: masked crops per image
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class SegmentConfig(Config):
                              "crops.", minimum=1)
     cascade_side: int | None = setting(
         None, "Cascade scoring: longer side in pixels of the ranking dense pass; null = dense-side.", minimum=1)
+    cascade_nms_iou: float | None = setting(
+        0.3, "Cascade scoring: the best-ranked mask of each group overlapping above this mask IoU is re-scored "
+        "before any near-duplicate, so the crops cover more objects; null = rank order only.",
+        minimum=0.0, maximum=1.0, exclusive_minimum=True)
     score_threshold: float = setting(
         0.3, "Smallest confidence reported, in [0, 1] (label probability x LERF relevancy against the label's "
         "negatives).", minimum=0.0, maximum=1.0, flag="--threshold")
@@ -183,7 +187,8 @@ class SegmentHead:
         masks = self.propose(frame.pixels) if emb.classes.shape[0] else torch.zeros(0, *frame.size, dtype=torch.bool)
         if cfg.scoring == "cascade" and len(masks):
             ranked = self.features.dense(frame.x, masks, cfg.cascade_side)
-            top = cascade_candidates(ranked, emb, self.encoder.logit_scale, cfg.cascade_k)
+            top = cascade_candidates(ranked, emb, self.encoder.logit_scale, cfg.cascade_k, nms_iou=cfg.cascade_nms_iou,
+                                     masks=masks)
             masks = masks[top]
         feats = self.features(frame.x, masks)
         return self.detections_from_features(masks, feats, emb, frame.original_size, names)

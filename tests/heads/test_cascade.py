@@ -42,6 +42,22 @@ def test_candidates_with_nms_cover_objects_before_near_duplicates():
         cascade_candidates(feats, e, 20.0, 3, boxes[:4], 0.5)
 
 
+def test_candidates_with_mask_nms_cover_objects_before_near_duplicates():
+    """Segmentation: the diversity step compares masks (nested / near-identical masks of one object)."""
+    masks = torch.zeros(5, 64, 64, dtype=torch.bool)
+    masks[0, :20, :20] = masks[1, :20, :21] = masks[2, :19, :20] = True  # one object, three near-copies
+    masks[3, 40:60, 40:60] = True
+    masks[4, 0:10, 50:60] = True
+    labels = F.normalize(torch.tensor([[1.0, 0, 0]]), dim=1)
+    feats = F.normalize(torch.tensor([[1.0, 0.1, 0], [1, 0.2, 0], [1, 0.3, 0], [1, 0.4, 0], [1, 0.5, 0]]), dim=1)
+    e = make_emb(labels, F.normalize(torch.tensor([[0, 0, 1.0]]), dim=1))
+    assert cascade_candidates(feats, e, 20.0, 3, nms_iou=0.5, masks=masks).tolist() == [0, 3, 4]
+    assert cascade_candidates(feats, e, 20.0, 4, nms_iou=0.5, masks=masks).tolist() == [0, 1, 3, 4]
+    assert cascade_candidates(feats, e, 20.0, 3, masks=masks).tolist() == [0, 1, 2]  # nms_iou None: rank order
+    with pytest.raises(ValueError, match="masks"):
+        cascade_candidates(feats, e, 20.0, 3, nms_iou=0.5, masks=masks[:4])
+
+
 def test_detect_cascade_with_every_proposal_equals_crop(tiny_encoder, scene, emb):  # noqa: F811
     kw = dict(proposals="windows", proposal_options=FAST, score_threshold=0.0, class_agnostic_iou=None)
     crop = DetectHead(tiny_encoder, DetectConfig(scoring="crop", **kw))(scene, emb)
@@ -82,5 +98,7 @@ def test_cascade_settings_are_checked(tiny_encoder):
         SegmentConfig(scoring="cascade", cascade_k=0)
     with pytest.raises(ValueError, match="cascade_nms_iou"):
         DetectConfig(scoring="cascade", cascade_nms_iou=0.0)
+    with pytest.raises(ValueError, match="cascade_nms_iou"):
+        SegmentConfig(scoring="cascade", cascade_nms_iou=1.5)
     with pytest.raises(ValueError, match="scoring"):
         SegmentConfig(scoring="cascades")
