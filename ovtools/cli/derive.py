@@ -65,6 +65,35 @@ def _flag(f) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
+#: What ``--x null`` parses to for a nullable number setting: the setting is set to ``None`` (an absent
+#: option, also ``None`` when parsed, keeps the preset's value).
+NULL = type("Null", (), {"__repr__": lambda self: "null"})()
+
+
+def nullable_number(base: type, low: float | None = None, high: float | None = None,
+                    exclusive_low: bool = False) -> Callable[[str], Any]:
+    """A typer parser for an ``int | None`` / ``float | None`` setting: ``null`` / ``none`` (any case) → :data:`NULL`,
+    else the number within ``[low, high]`` (``(low, high]`` with ``exclusive_low``); ``typer.BadParameter``
+    (exit 2) otherwise."""
+    kind = "an integer" if base is int else "a number"
+
+    def parse(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        if text.strip().lower() in ("null", "none"):
+            return NULL
+        try:
+            value = base(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not {kind} or null") from None
+        if low is not None and (value <= low if exclusive_low else value < low) or high is not None and value > high:
+            raise typer.BadParameter(f"{text} is out of range: must be {'>' if exclusive_low else '>='} {low}"
+                                     + (f" and <= {high}" if high is not None else "") + " (or null)"
+                                     if low is not None else f"{text} is out of range: must be <= {high} (or null)")
+        return value
+    return parse
+
+
 def _choice_enum(name: str, choices: Iterable[str]) -> type[enum.Enum]:
     return enum.Enum(f"{name.title().replace('_', '')}Choice", {str(c): str(c) for c in choices}, type=str)
 
@@ -114,7 +143,7 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
         if not f.metadata.get("cli", True) or f.name in taken or flag in taken or (only is not None
                                                                                     and f.name not in only):
             continue
-        base, _ = strip_optional(hint)
+        base, nullable = strip_optional(hint)
         choices = literal_choices(hint)
         kwargs: dict[str, Any] = {"show_default": False}
         note = ""
@@ -125,6 +154,16 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
             typ = bool
             decls = [f"{flag}/--no-{flag[2:]}"] if f.name != "use_cache" else ["--use-cache/--no-cache"]
             decls += [f.metadata["short"]] if f.metadata.get("short") else []
+        elif base in (int, float) and nullable:  # `--cascade-side null` sets None; ranges checked by the config
+            typ = base
+            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+            kwargs.update(parser=nullable_number(base, low, high, bool(f.metadata.get("exclusive_minimum"))),
+                          metavar=f"<{base.__name__}|null>")
+            if low is not None:
+                note = f" Must be {'>' if f.metadata.get('exclusive_minimum') else '>='} {low}"
+                note += f" and <= {high}." if high is not None else "."
+            elif high is not None:
+                note = f" Must be <= {high}."
         elif base in (int, float, str):
             typ = base
             if f.metadata.get("minimum") is not None and not f.metadata.get("exclusive_minimum"):
@@ -246,7 +285,8 @@ def build_command(app: typer.Typer, name: str, body: Callable[[Invocation], None
 
     def command(**kwargs: Any) -> None:
         values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in kwargs.items()}
-        settings = {k: v for k, v in values.items() if k in setting_names and v is not None}
+        settings = {k: (None if v is NULL else v) for k, v in values.items() if k in setting_names and v is not None}
+        values = {k: (None if v is NULL else v) for k, v in values.items()}
         if "pretrained" in settings:
             settings["pretrained"] = normalize_pretrained(settings["pretrained"])
         body(Invocation(values, settings, {k: FLAGS[k] for k in settings if k in FLAGS}))

@@ -132,8 +132,14 @@ def test_a_bad_value_is_blamed_on_its_own_option_and_an_exclusive_bound_is_in_th
     is the one of the setting the error is about, not the first option named in that list."""
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
     res = CliRunner().invoke(app, ["detect", str(tmp_path / "a.png"), "--preset", "detect-shapes", "--labels", "cat",
-                                   "--scoring", "cascade", "--cascade-nms-iou", "0"])
+                                   "--scoring", "cascade", "--nms-iou", "0"])
     assert res.exit_code == 2
-    assert "Error: --cascade-nms-iou: " in res.output and "must be > 0.0" in res.output, res.output
+    assert "Error: --nms-iou: " in res.output and "must be > 0.0" in res.output, res.output
     helptext = " ".join(CliRunner().invoke(app, ["detect", "--help"], env={"COLUMNS": "200"}).output.split())
-    assert "rank order only. Must be > 0.0." in helptext
+    assert "the weaker is removed. Must be > 0.0." in helptext
+    # a nullable number takes `null` and checks its range itself, before anything loads
+    res = CliRunner().invoke(app, ["detect", str(tmp_path / "a.png"), "--preset", "detect-shapes", "--labels", "cat",
+                                   "--scoring", "cascade", "--cascade-nms-iou", "0"])
+    assert res.exit_code == 2 and "'--cascade-nms-iou': 0 is out of range: must be > 0.0 and <= 1.0 (or null)" in \
+        " ".join(res.output.split()), res.output
+    assert "rank order only. Must be > 0.0 and <= 1.0." in helptext and "<float|null>" in helptext

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -127,3 +129,35 @@ def test_help_lists_every_option(runner):
                    "--pretrained", "--device", "--precision", "--templates", "--batch-size", "--max-side",
                    "--recursive", "--cache-dir", "--no-cache", "--quiet"):
         assert option in r.stdout, option
+
+
+def test_null_on_the_command_line_sets_a_nullable_setting_to_none(runner, tmp_path):
+    """`--cascade-nms-iou null` (documented "null = rank order only") is the preset's `cascade_nms_iou: null`,
+    not "the preset's value" and not a parse error; numbers out of range exit 2 before the model loads."""
+    from ovtools.cli.derive import NULL, nullable_number
+
+    parse = nullable_number(float, 0.0, 1.0, exclusive_low=True)
+    assert parse("null") is NULL and parse("None") is NULL and parse("0.5") == 0.5
+    for bad, msg in (("0", "out of range: must be > 0.0 and <= 1.0"), ("abc", "'abc' is not a number or null")):
+        with pytest.raises(Exception, match=msg):
+            parse(bad)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(img)
+    base = [img, *TINY, "--scoring", "cascade", "--proposals", "windows", "--threshold", "0",
+            "--labels", ", ".join(CANONICAL_NEGATIVES)]
+    from ovtools.resources import presets_dir
+
+    preset = tmp_path / "p.yaml"  # detect-default with `cascade_nms_iou: null`
+    text = (presets_dir() / "detect-default.yaml").read_text()
+    preset.write_text(re.sub(r"(?m)^cascade_nms_iou: *0\.5", "cascade_nms_iou: null", text))
+    assert "cascade_nms_iou: null" in preset.read_text()
+    codes = []
+    for name, extra in (("a", ["--cascade-nms-iou", "null"]), ("b", ["--preset", preset]), ("c", [])):  # c: 0.5
+        torch.manual_seed(0)  # the same random weights each time
+        codes.append(run(runner, *base, "--cascade-k", 3, *extra, "-o", tmp_path / f"{name}.json").exit_code)
+    assert codes == [0, 0, 0]
+    dets = [json.loads((tmp_path / f"{n}.json").read_text())["results"][0]["detections"] for n in "abc"]
+    assert dets[0] == dets[1] and dets[0] != dets[2]
+    for bad in (["--cascade-nms-iou", "0"], ["--cascade-side", "0"], ["--cascade-side", "big"]):
+        r = run(runner, *base, *bad)
+        assert r.exit_code == 2 and "Invalid value for" in r.output and "loading" not in r.output
