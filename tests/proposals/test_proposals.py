@@ -157,3 +157,50 @@ def test_proposal_options_are_checked_by_name_and_type():
     src = create_proposals("segments", sigma=1, min_box=np.float32(4.0), max_boxes=np.int64(50), max_side=None,
                            scales=(50, 150.0))
     assert src.max_boxes == 50 and src.max_side is None
+
+
+def test_proposal_options_out_of_range_are_named_not_silently_used():
+    """NaN, negative or out-of-range numbers: a ValueError naming the source and option at build time, not
+    silently wrong proposals (max_side=-5 segmented a 1x1 image, dedup_iou=-1 kept one box, hybrid
+    max_boxes=-1 dropped the last box) or a deep skimage/numpy error on the first image (sigma=-1, seed=-1)."""
+    nan = float("nan")
+    cases = [
+        ("segments", {"max_side": -5}, "segments: max_side must be a finite number >= 16 or None, got -5"),
+        ("segments", {"max_side": 0}, "segments: max_side"),
+        ("segments", {"dedup_iou": -1}, "segments: dedup_iou must be a finite number > 0 and <= 1, got -1"),
+        ("segments", {"dedup_iou": nan}, "segments: dedup_iou"),
+        ("segments", {"sigma": -0.5}, "segments: sigma must be a finite number >= 0, got -0.5"),
+        ("segments", {"sigma": float("inf")}, "segments: sigma"),
+        ("segments", {"min_box": nan}, "segments: min_box"),
+        ("segments", {"max_aspect": nan}, "segments: max_aspect must be a number >= 1"),
+        ("segments", {"seed": -1}, "segments: seed"),
+        ("segments", {"scales": [50.0, nan]}, "segments: scales must be a finite number > 0, got nan"),
+        ("regions", {"max_side": -5}, "regions: max_side"),
+        ("regions", {"sigma": nan}, "regions: sigma"),
+        ("regions", {"seed": -1}, "regions: seed"),
+        ("regions", {"scales": [nan]}, "regions: scales"),
+        ("windows", {"aspect_ratios": [nan]}, "windows: aspect_ratios"),
+        ("windows", {"scales": [0.5, nan]}, "windows: scales"),
+        ("windows", {"min_size": -1}, "windows: min_size"),
+        ("hybrid", {"max_boxes": -1}, "hybrid: max_boxes must be a finite number >= 1, got -1"),
+        ("hybrid", {"max_boxes": 0}, "hybrid: max_boxes"),
+        ("hybrid", {"dedup_iou": -1}, "hybrid: dedup_iou"),
+        ("hybrid", {"segments": {"max_side": -5}}, "segments: max_side"),
+    ]
+    for name, options, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            create_proposals(name, **options)
+    # the limits themselves and "no limit" values still build
+    create_proposals("segments", max_side=16, dedup_iou=1.0, sigma=0.0, min_box=0, max_aspect=float("inf"), seed=0)
+    create_proposals("hybrid", max_boxes=1, dedup_iou=1)
+
+
+def test_numpy_option_values_pass_the_type_check():
+    """Python callers pass numpy arrays and numpy bools; the type check must not turn them away."""
+    img = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    a = create_proposals("segments", scales=np.array([50.0, 150.0]), merge=np.bool_(True))
+    b = create_proposals("segments", scales=(50.0, 150.0), merge=True)
+    np.testing.assert_array_equal(a(img), b(img))
+    create_proposals("windows", scales=np.array([0.5]), aspect_ratios=np.array([1.0]))
+    with pytest.raises(TypeError, match=re.escape("option scales=array([[50.]]) must be Sequence[float]")):
+        create_proposals("segments", scales=np.array([[50.0]]))
