@@ -85,16 +85,16 @@ class RegionMaskProposals:
         self.scales = tuple(float(check_number("regions: scales", s, low=0, low_open=True)) for s in scales)
         if not self.scales:
             raise ValueError(f"regions: scales must be a non-empty sequence of positive numbers, got {scales!r}")
-        self.workers = check_workers(workers)
+        self.workers = check_workers(workers, "regions")
         check_number("regions: sigma", sigma, low=0)
         check_number("regions: max_side", max_side, low=16, none=True)
         check_number("regions: seed", seed, low=0)
         if not 0 <= min_area < max_area <= 1:
-            raise ValueError(f"need 0 <= min_area < max_area <= 1, got {min_area}, {max_area}")
-        if max_masks < 1 or min_region < 1:
-            raise ValueError("max_masks and min_region must be >= 1")
+            raise ValueError(f"regions: need 0 <= min_area < max_area <= 1, got {min_area}, {max_area}")
+        check_number("regions: max_masks", max_masks, low=1)
+        check_number("regions: min_region", min_region, low=1)
         if not 0 < dedup_iou <= 1:
-            raise ValueError(f"dedup_iou must be in (0, 1], got {dedup_iou}")
+            raise ValueError(f"regions: dedup_iou must be in (0, 1], got {dedup_iou}")
         self.sigma, self.min_region, self.merge = float(sigma), int(min_region), bool(merge)
         self.max_side = None if max_side is None else int(max_side)
         self.min_area, self.max_area, self.dedup_iou = float(min_area), float(max_area), float(dedup_iou)

@@ -203,7 +203,7 @@ class SegmentProposals:
         self.scales = tuple(float(check_number("segments: scales", s, low=0, low_open=True)) for s in scales)
         if not self.scales:
             raise ValueError(f"segments: scales must be a non-empty sequence of positive numbers, got {scales!r}")
-        self.workers = check_workers(workers)
+        self.workers = check_workers(workers, "segments")
         check_number("segments: sigma", sigma, low=0)
         check_number("segments: max_side", max_side, low=16, none=True)
         check_number("segments: min_box", min_box, low=0)
@@ -213,9 +213,9 @@ class SegmentProposals:
         self.color_spaces = tuple(color_spaces)
         bad = [c for c in self.color_spaces if c not in ("rgb", "hsv", "lab")]
         if bad or not self.color_spaces:
-            raise ValueError(f"color_spaces must be a non-empty subset of ['rgb', 'hsv', 'lab'], got {color_spaces!r}")
-        if max_boxes < 1 or min_region < 1 or max_aspect < 1:
-            raise ValueError("max_boxes and min_region must be >= 1 and max_aspect >= 1")
+            raise ValueError(f"segments: color_spaces must be a non-empty subset of ['rgb', 'hsv', 'lab'], got {color_spaces!r}")
+        check_number("segments: max_boxes", max_boxes, low=1)
+        check_number("segments: min_region", min_region, low=1)
         self.sigma = float(sigma)
         self.min_region = int(min_region)
         self.merge = bool(merge)

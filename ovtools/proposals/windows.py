@@ -66,13 +66,12 @@ class SlidingWindows:
                                    for a in aspect_ratios)
         check_number("windows: min_size", min_size, low=0)
         if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"scales must be a non-empty sequence of positive fractions, got {scales!r}")
+            raise ValueError(f"windows: scales must be a non-empty sequence of positive fractions, got {scales!r}")
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
-            raise ValueError(f"aspect_ratios must be a non-empty sequence of positive ratios, got {aspect_ratios!r}")
+            raise ValueError(f"windows: aspect_ratios must be a non-empty sequence of positive ratios, got {aspect_ratios!r}")
         if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-        if max_boxes < 1:
-            raise ValueError(f"max_boxes must be >= 1, got {max_boxes}")
+            raise ValueError(f"windows: overlap must be in [0, 1), got {overlap}")
+        check_number("windows: max_boxes", max_boxes, low=1)
         self.overlap = float(overlap)
         self.min_size = float(min_size)
         self.max_boxes = int(max_boxes)

@@ -131,7 +131,7 @@ def test_segmentations_in_threads_give_the_same_proposals(name):
     finally:
         image_input.ThreadPoolExecutor = real
     assert calls == [3]  # workers=3 asked for: 3 threads for the 4 segmentations; workers=1: none
-    with pytest.raises(ValueError, match="workers must be >= 1"):
+    with pytest.raises(ValueError, match=rf"{name}: workers \(threads.*must be a finite number >= 1 or None, got 0"):
         create_proposals(name, workers=0)
 
 
@@ -186,6 +186,10 @@ def test_proposal_options_out_of_range_are_named_not_silently_used():
         ("hybrid", {"max_boxes": 0}, "hybrid: max_boxes"),
         ("hybrid", {"dedup_iou": -1}, "hybrid: dedup_iou"),
         ("hybrid", {"segments": {"max_side": -5}}, "segments: max_side"),
+        ("hybrid", {"windows": {"overlap": 1.5}}, "windows: overlap must be in [0, 1), got 1.5"),
+        ("segments", {"max_boxes": 0}, "segments: max_boxes must be a finite number >= 1, got 0"),
+        ("regions", {"max_masks": 0}, "regions: max_masks"),
+        ("windows", {"max_boxes": 0}, "windows: max_boxes"),
     ]
     for name, options, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
