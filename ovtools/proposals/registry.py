@@ -153,7 +153,7 @@ def check_options(name: str, factory: Any, options: Mapping[str, Any]) -> None:
         return
     names = [k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key, value in options.items():
-        if key not in params:
+        if key not in names:  # also a *args or positional-only name, which no keyword can fill
             raise TypeError(f"proposal source {name!r} has no option {key!r}; its options: {names}")
         annotation = params[key].annotation
         if not isinstance(annotation, str):

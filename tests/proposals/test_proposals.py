@@ -208,3 +208,21 @@ def test_numpy_option_values_pass_the_type_check():
     create_proposals("windows", scales=np.array([0.5]), aspect_ratios=np.array([1.0]))
     with pytest.raises(TypeError, match=re.escape("option scales=array([[50.]]) must be Sequence[float]")):
         create_proposals("segments", scales=np.array([[50.0]]))
+
+
+def test_plug_in_factories_without_annotations_or_with_kwargs():
+    """A plug-in's factory: no annotations → any value passes to it, unknown names are still named;
+    ``**kwargs`` → every option passes through; a ``*args`` name is not a keyword option."""
+    from ovtools.proposals.registry import check_options
+
+    def plain(a, b=2, *rest):
+        return lambda image: np.zeros((0, 4), np.float32)
+
+    def loose(**kwargs):
+        return lambda image: np.zeros((0, 4), np.float32)
+
+    check_options("plain", plain, {"a": "anything", "b": [1, 2]})
+    check_options("loose", loose, {"zz": [1], "device": "cuda"})
+    for bad in ("c", "rest"):
+        with pytest.raises(TypeError, match=re.escape(f"'plain' has no option {bad!r}; its options: ['a', 'b']")):
+            check_options("plain", plain, {"a": 1, bad: 1})
