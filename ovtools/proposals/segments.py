@@ -182,7 +182,8 @@ class SegmentProposals:
 
     Raises:
         ValueError: empty or non-positive ``scales``, unknown colour space, an option out of range (NaN,
-            negative ``sigma`` / ``min_box`` / ``seed``, ``max_side`` < 16, ``dedup_iou`` outside (0, 1]), ``workers`` < 1.
+            negative ``sigma`` / ``min_box`` / ``seed``, ``max_side`` < 16, ``dedup_iou`` outside (0, 1]),
+            ``workers`` < 1.
     """
 
     def __init__(
@@ -213,7 +214,8 @@ class SegmentProposals:
         self.color_spaces = tuple(color_spaces)
         bad = [c for c in self.color_spaces if c not in ("rgb", "hsv", "lab")]
         if bad or not self.color_spaces:
-            raise ValueError(f"segments: color_spaces must be a non-empty subset of ['rgb', 'hsv', 'lab'], got {color_spaces!r}")
+            raise ValueError(f"segments: color_spaces must be a non-empty subset of ['rgb', 'hsv', 'lab'], "
+                             f"got {color_spaces!r}")
         check_number("segments: max_boxes", max_boxes, low=1)
         check_number("segments: min_region", min_region, low=1)
         self.sigma = float(sigma)

@@ -68,7 +68,8 @@ class SlidingWindows:
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"windows: scales must be a non-empty sequence of positive fractions, got {scales!r}")
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
-            raise ValueError(f"windows: aspect_ratios must be a non-empty sequence of positive ratios, got {aspect_ratios!r}")
+            raise ValueError(f"windows: aspect_ratios must be a non-empty sequence of positive ratios, "
+                             f"got {aspect_ratios!r}")
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"windows: overlap must be in [0, 1), got {overlap}")
         check_number("windows: max_boxes", max_boxes, low=1)

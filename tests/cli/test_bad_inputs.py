@@ -143,7 +143,8 @@ def test_a_bad_value_is_blamed_on_its_own_option_and_an_exclusive_bound_is_in_th
     ("detect", "proposals: segments\nproposal_options: {max_side: -5}",
      "segments: max_side must be a finite number >= 16 or None, got -5"),
     ("detect", "proposals: hybrid\nproposal_options: {windows: {overlap: 1.5}}", "windows: overlap must be in [0, 1)"),
-    ("detect", "proposals: hybrid\nproposal_options: {max_boxes: -1}", "hybrid: max_boxes must be a finite number >= 1"),
+    ("detect", "proposals: hybrid\nproposal_options: {max_boxes: -1}",
+     "hybrid: max_boxes must be a finite number >= 1"),
     ("segment", "proposals: regions\nproposal_options: {dedup_iou: .nan}", "regions: dedup_iou must be in (0, 1]"),
     ("segment", "proposals: sam\nproposal_options: {device: nonsense}", "SAM device='nonsense' is not a torch device"),
 ])
