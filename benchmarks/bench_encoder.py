@@ -90,6 +90,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    from ovtools.encoders.loading import resolve_device
+
+    try:  # --device cuda on a machine without CUDA: one line, exit 2
+        resolve_device(args.device)
+    except ValueError as e:
+        ap.error(f"--device: {e}")
+    if args.rounds < 1 or args.batch < 1:
+        ap.error(f"--rounds and --batch must be >= 1, got {args.rounds}, {args.batch}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):

@@ -80,6 +80,14 @@ def main() -> None:
     ap.add_argument("--precision", default=None)
     ap.add_argument("--device", default="cpu", help="cpu (the issue's comparison) | cuda: every path on the GPU")
     args = ap.parse_args()
+    from ovtools.encoders.loading import resolve_device
+
+    try:  # --device cuda on a machine without CUDA: one line, exit 2
+        resolve_device(args.device)
+    except ValueError as e:
+        ap.error(f"--device: {e}")
+    if args.rounds < 1:
+        ap.error(f"--rounds must be >= 1, got {args.rounds}")
 
     from ovtools.pipelines import DetectPipeline
 

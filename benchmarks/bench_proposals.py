@@ -12,6 +12,7 @@ outputs are checked to be identical.
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
 
@@ -28,8 +29,14 @@ def main() -> None:
     from skimage import data
 
     from ovtools.datasets.shapes import generate_scenes
-    from ovtools.proposals import create_proposals
+    from ovtools.proposals import PROPOSALS, available_proposals, create_proposals
     from ovtools.proposals.image_input import thread_budget
+
+    threaded = [n for n in available_proposals() if "workers" in inspect.signature(PROPOSALS.get(n)).parameters]
+    bad = [n for n in args.sources.split(",") if n not in threaded]
+    if bad or args.rounds < 1:
+        ap.error(f"--sources: {bad} take no workers option (sources with one: {threaded})" if bad else
+                 f"--rounds must be >= 1, got {args.rounds}")
 
     images = {"640x480 photo": np.asarray(Image.fromarray(data.coffee()).resize((640, 480), Image.Resampling.BICUBIC)),
               "192-px world scene": next(iter(generate_scenes(1, seed=2002))).image}

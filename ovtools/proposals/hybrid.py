@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry import dedup_boxes
-from .registry import check_options, register_proposals
+from .registry import check_number, check_options, register_proposals
 from .segments import SegmentProposals
 from .windows import SlidingWindows
 
@@ -27,6 +27,8 @@ class HybridProposals:
     Raises:
         TypeError: an unknown or mistyped option in ``segments`` / ``windows``
             (:func:`~ovtools.proposals.registry.check_options`).
+        ValueError: ``dedup_iou`` outside (0, 1] or NaN, ``max_boxes`` < 1, or an option of
+            ``segments`` / ``windows`` out of range.
     """
 
     def __init__(self, segments: dict | None = None, windows: dict | None = None,
@@ -36,6 +38,8 @@ class HybridProposals:
         check_options("hybrid: windows", SlidingWindows, windows)
         self.segments = SegmentProposals(**segments)
         self.windows = SlidingWindows(**windows)
+        check_number("hybrid: dedup_iou", dedup_iou, low=0, low_open=True, high=1)
+        check_number("hybrid: max_boxes", max_boxes, low=1)
         self.dedup_iou = float(dedup_iou)
         self.max_boxes = int(max_boxes)
 

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .registry import check_number
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -57,15 +59,14 @@ def thread_budget() -> int:
     return max(1, torch.get_num_threads())
 
 
-def check_workers(workers: int | None) -> int | None:
-    """Validate a ``workers`` option (``None`` or >= 1).
+def check_workers(workers: int | None, source: str) -> int | None:
+    """Validate the ``workers`` option (``None`` or >= 1) of proposal source ``source`` (named in the message).
 
     Raises:
-        ValueError: ``workers`` < 1.
+        ValueError: ``workers`` < 1 or not a number.
     """
-    if workers is not None and int(workers) < 1:
-        raise ValueError(f"workers must be >= 1 or None (one thread per segmentation, up to torch's thread count), "
-                         f"got {workers}")
+    check_number(f"{source}: workers (threads for the segmentations, None: up to torch's thread count)", workers,
+                 low=1, none=True)
     return None if workers is None else int(workers)
 
 

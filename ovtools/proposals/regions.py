@@ -30,7 +30,7 @@ from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_masks, resize_masks
 from .image_input import check_workers, felzenszwalb_input, map_in_threads
-from .registry import register_proposals
+from .registry import check_number, register_proposals
 from .segments import hierarchical_grouping
 
 
@@ -56,7 +56,8 @@ class RegionMaskProposals:
             depend on it.
 
     Raises:
-        ValueError: empty or non-positive ``scales``, limits out of range, ``workers`` < 1.
+        ValueError: empty or non-positive ``scales``, limits out of range (NaN, negative ``sigma`` / ``seed``,
+            ``max_side`` < 16), ``workers`` < 1.
 
     Example:
         >>> src = RegionMaskProposals()
@@ -81,18 +82,21 @@ class RegionMaskProposals:
         seed: int = 0,
         workers: int | None = None,
     ) -> None:
-        self.scales = tuple(float(s) for s in scales)
-        if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
-        self.workers = check_workers(workers)
+        self.scales = tuple(float(check_number("regions: scales", s, low=0, low_open=True)) for s in scales)
+        if not self.scales:
+            raise ValueError(f"regions: scales must be a non-empty sequence of positive numbers, got {scales!r}")
+        self.workers = check_workers(workers, "regions")
+        check_number("regions: sigma", sigma, low=0)
+        check_number("regions: max_side", max_side, low=16, none=True)
+        check_number("regions: seed", seed, low=0)
         if not 0 <= min_area < max_area <= 1:
-            raise ValueError(f"need 0 <= min_area < max_area <= 1, got {min_area}, {max_area}")
-        if max_masks < 1 or min_region < 1:
-            raise ValueError("max_masks and min_region must be >= 1")
+            raise ValueError(f"regions: need 0 <= min_area < max_area <= 1, got {min_area}, {max_area}")
+        check_number("regions: max_masks", max_masks, low=1)
+        check_number("regions: min_region", min_region, low=1)
         if not 0 < dedup_iou <= 1:
-            raise ValueError(f"dedup_iou must be in (0, 1], got {dedup_iou}")
+            raise ValueError(f"regions: dedup_iou must be in (0, 1], got {dedup_iou}")
         self.sigma, self.min_region, self.merge = float(sigma), int(min_region), bool(merge)
-        self.max_side = max_side
+        self.max_side = None if max_side is None else int(max_side)
         self.min_area, self.max_area, self.dedup_iou = float(min_area), float(max_area), float(dedup_iou)
         self.max_masks, self.seed = int(max_masks), int(seed)
 

@@ -16,9 +16,13 @@ deterministic.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from ..registry import Registry
 
@@ -77,19 +81,56 @@ def takes_device(factory: Any) -> bool:
 def _matches(value: Any, kind: str) -> bool | None:
     """Whether ``value`` is of the annotated ``kind`` (one ``|``-part of an annotation string); ``None``: unknown kind."""
     def real(v: Any) -> bool:  # numpy scalars too
-        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+        return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+    def sequence(v: Any) -> bool:  # lists, tuples and 1-D numpy arrays (Python callers pass np.array scales)
+        return isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.ndim == 1)
 
     checks = {
         "None": value is None,
-        "int": isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        "int": isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)),
         "float": real(value),
-        "bool": isinstance(value, bool),
+        "bool": isinstance(value, (bool, np.bool_)),
         "str": isinstance(value, str),
+        "Path": isinstance(value, (str, os.PathLike)),
         "dict": isinstance(value, Mapping),
-        "Sequence[float]": isinstance(value, (list, tuple)) and all(real(v) for v in value),
-        "Sequence[str]": isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+        "Sequence[float]": sequence(value) and all(real(v) for v in value),
+        "Sequence[str]": sequence(value) and all(isinstance(v, str) for v in value),
     }
     return checks.get(kind.strip())
+
+
+def check_number(label: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, infinite: bool = False, none: bool = False) -> Any:
+    """Check a numeric option's range before a source is built (its type is :func:`check_options`' job).
+
+    Args:
+        label: how the message names the option, e.g. ``"segments: dedup_iou"``.
+        value: the option's value.
+        low: smallest allowed value (exclusive with ``low_open``); ``None``: no lower bound.
+        high: largest allowed value (inclusive); ``None``: no upper bound.
+        infinite: allow ``inf`` (e.g. "no limit"); NaN is never allowed.
+        none: allow ``None``.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: ``value`` is NaN, infinite (unless allowed), out of range or not a number.
+    """
+    if value is None and none:
+        return value
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if ok and not isinstance(value, numbers.Integral):  # ints are finite (and may not fit a float)
+        ok = not math.isnan(value) and (infinite or math.isfinite(value))
+    ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
+    if not ok:
+        bounds = [f"{'>' if low_open else '>='} {low:g}" if low is not None else "",
+                  f"<= {high:g}" if high is not None else ""]
+        want = " and ".join(b for b in bounds if b)
+        kind = "a number" if infinite else "a finite number"
+        raise ValueError(f"{label} must be {kind} {want}{' or None' if none else ''}, got {value!r}")
+    return value
 
 
 def check_options(name: str, factory: Any, options: Mapping[str, Any]) -> None:
@@ -112,7 +153,7 @@ def check_options(name: str, factory: Any, options: Mapping[str, Any]) -> None:
         return
     names = [k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key, value in options.items():
-        if key not in params:
+        if key not in names:  # also a *args or positional-only name, which no keyword can fill
             raise TypeError(f"proposal source {name!r} has no option {key!r}; its options: {names}")
         annotation = params[key].annotation
         if not isinstance(annotation, str):

@@ -33,7 +33,7 @@ import torch
 from ..encoders.loading import resolve_device
 from ..errors import UnknownNameError, WeightsUnavailableError, first_line, import_extra
 from .image_input import check_image
-from .registry import register_proposals
+from .registry import check_number, register_proposals
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
@@ -183,7 +183,10 @@ class _SamBase:
             raise TypeError(f"model must be a segment_anything Sam instance or None, got {type(model).__name__}")
         if max_side is not None and int(max_side) < 16:
             raise ValueError(f"max_side must be >= 16 pixels or None, got {max_side}")
-        dev = resolve_device(device)
+        try:
+            dev = resolve_device(device)
+        except ValueError as e:  # the pipeline has a device of its own: say this one is SAM's
+            raise ValueError(f"SAM {e}") from None
         if dev.type == "mps":  # segment-anything builds float64 tensors, which MPS lacks (its issue #94): CPU
             dev = torch.device("cpu")
         self.model = load_sam(model if model is not None else checkpoint, model_type, dev)
@@ -223,7 +226,8 @@ class SamMaskProposals(_SamBase):
     Raises:
         UnknownNameError / WeightsUnavailableError: as :func:`load_sam`.
         TypeError: ``model`` is not a ``Sam``.
-        ValueError: non-positive counts or limits.
+        ValueError: non-positive counts or limits; ``pred_iou_thresh`` / ``stability_score_thresh``
+            outside [0, 1] or ``box_nms_thresh`` outside (0, 1] (NaN included).
         ImportError: segment-anything is not installed.
     """
 
@@ -240,6 +244,9 @@ class SamMaskProposals(_SamBase):
         if crop_n_layers < 0 or min_mask_region_area < 0:
             raise ValueError(f"crop_n_layers and min_mask_region_area must be >= 0, got "
                              f"{crop_n_layers}, {min_mask_region_area}")
+        check_number("sam: pred_iou_thresh", pred_iou_thresh, low=0, high=1)
+        check_number("sam: stability_score_thresh", stability_score_thresh, low=0, high=1)
+        check_number("sam: box_nms_thresh", box_nms_thresh, low=0, low_open=True, high=1)
         super().__init__(checkpoint, model_type, model, max_side, device)
         from segment_anything import SamAutomaticMaskGenerator
 

@@ -37,7 +37,7 @@ from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_boxes
 from .image_input import check_workers, felzenszwalb_input, map_in_threads
-from .registry import register_proposals
+from .registry import check_number, register_proposals
 
 _BINS = 25
 
@@ -181,7 +181,9 @@ class SegmentProposals:
             each, up to torch's thread count; 1 = the calling thread.  The boxes do not depend on it.
 
     Raises:
-        ValueError: empty ``scales``, unknown colour space, non-positive limits, ``workers`` < 1.
+        ValueError: empty or non-positive ``scales``, unknown colour space, an option out of range (NaN,
+            negative ``sigma`` / ``min_box`` / ``seed``, ``max_side`` < 16, ``dedup_iou`` outside (0, 1]),
+            ``workers`` < 1.
     """
 
     def __init__(
@@ -199,20 +201,27 @@ class SegmentProposals:
         seed: int = 0,
         workers: int | None = None,
     ) -> None:
-        self.scales = tuple(float(s) for s in scales)
-        if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
-        self.workers = check_workers(workers)
+        self.scales = tuple(float(check_number("segments: scales", s, low=0, low_open=True)) for s in scales)
+        if not self.scales:
+            raise ValueError(f"segments: scales must be a non-empty sequence of positive numbers, got {scales!r}")
+        self.workers = check_workers(workers, "segments")
+        check_number("segments: sigma", sigma, low=0)
+        check_number("segments: max_side", max_side, low=16, none=True)
+        check_number("segments: min_box", min_box, low=0)
+        check_number("segments: max_aspect", max_aspect, low=1, infinite=True)
+        check_number("segments: dedup_iou", dedup_iou, low=0, low_open=True, high=1)
+        check_number("segments: seed", seed, low=0)
         self.color_spaces = tuple(color_spaces)
         bad = [c for c in self.color_spaces if c not in ("rgb", "hsv", "lab")]
         if bad or not self.color_spaces:
-            raise ValueError(f"color_spaces must be a non-empty subset of ['rgb', 'hsv', 'lab'], got {color_spaces!r}")
-        if max_boxes < 1 or min_region < 1 or max_aspect < 1:
-            raise ValueError("max_boxes and min_region must be >= 1 and max_aspect >= 1")
+            raise ValueError(f"segments: color_spaces must be a non-empty subset of ['rgb', 'hsv', 'lab'], "
+                             f"got {color_spaces!r}")
+        check_number("segments: max_boxes", max_boxes, low=1)
+        check_number("segments: min_region", min_region, low=1)
         self.sigma = float(sigma)
         self.min_region = int(min_region)
         self.merge = bool(merge)
-        self.max_side = max_side
+        self.max_side = None if max_side is None else int(max_side)
         self.min_box = float(min_box)
         self.max_aspect = float(max_aspect)
         self.dedup_iou = float(dedup_iou)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .image_input import check_image
-from .registry import register_proposals
+from .registry import check_number, register_proposals
 
 
 def _positions(length: float, size: float, stride: float) -> np.ndarray:
@@ -42,8 +42,8 @@ class SlidingWindows:
             stride is widened uniformly (in steps of 15 %) until it fits.
 
     Raises:
-        ValueError: empty or non-positive scales / aspect ratios, overlap outside [0, 1),
-            or ``max_boxes < 1``.
+        ValueError: empty, non-positive or NaN scales / aspect ratios, overlap outside [0, 1),
+            negative or NaN ``min_size``, or ``max_boxes < 1``.
 
     Example:
         >>> import numpy as np
@@ -61,16 +61,18 @@ class SlidingWindows:
         max_boxes: int = 400,
     ) -> None:
         # Boxes come out scale by scale in the order of ``scales``, row-major within a scale.
-        self.scales = tuple(float(s) for s in scales)
-        self.aspect_ratios = tuple(float(a) for a in aspect_ratios)
+        self.scales = tuple(float(check_number("windows: scales", s, low=0, low_open=True)) for s in scales)
+        self.aspect_ratios = tuple(float(check_number("windows: aspect_ratios", a, low=0, low_open=True))
+                                   for a in aspect_ratios)
+        check_number("windows: min_size", min_size, low=0)
         if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"scales must be a non-empty sequence of positive fractions, got {scales!r}")
+            raise ValueError(f"windows: scales must be a non-empty sequence of positive fractions, got {scales!r}")
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
-            raise ValueError(f"aspect_ratios must be a non-empty sequence of positive ratios, got {aspect_ratios!r}")
+            raise ValueError(f"windows: aspect_ratios must be a non-empty sequence of positive ratios, "
+                             f"got {aspect_ratios!r}")
         if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-        if max_boxes < 1:
-            raise ValueError(f"max_boxes must be >= 1, got {max_boxes}")
+            raise ValueError(f"windows: overlap must be in [0, 1), got {overlap}")
+        check_number("windows: max_boxes", max_boxes, low=1)
         self.overlap = float(overlap)
         self.min_size = float(min_size)
         self.max_boxes = int(max_boxes)

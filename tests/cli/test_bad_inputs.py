@@ -143,3 +143,22 @@ def test_a_bad_value_is_blamed_on_its_own_option_and_an_exclusive_bound_is_in_th
     assert res.exit_code == 2 and "'--cascade-nms-iou': 0 is out of range: must be > 0.0 and <= 1.0 (or null)" in \
         " ".join(res.output.split()), res.output
     assert "rank order only. Must be > 0.0 and <= 1.0." in helptext and "<float|null>" in helptext
+
+
+@pytest.mark.parametrize(("command", "lines", "message"), [
+    ("detect", "proposals: segments\nproposal_options: {max_side: -5}",
+     "segments: max_side must be a finite number >= 16 or None, got -5"),
+    ("detect", "proposals: hybrid\nproposal_options: {windows: {overlap: 1.5}}", "windows: overlap must be in [0, 1)"),
+    ("detect", "proposals: hybrid\nproposal_options: {max_boxes: -1}",
+     "hybrid: max_boxes must be a finite number >= 1"),
+    ("segment", "proposals: regions\nproposal_options: {dedup_iou: .nan}", "regions: dedup_iou must be in (0, 1]"),
+    ("segment", "proposals: sam\nproposal_options: {device: nonsense}", "SAM device='nonsense' is not a torch device"),
+])
+def test_preset_proposal_options_out_of_range_exit_2(img, tmp_path, command, lines, message):
+    """A preset's proposal_options out of range: one line naming the source and option, exit 2 (max_side -5
+    used to run on a 1x1 image and exit 0 with nothing found)."""
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"task: {command}\n{lines}\n")
+    r = CliRunner().invoke(app, [command, str(img), "--preset", str(preset), *TINY, "-l", "a, b"])
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output

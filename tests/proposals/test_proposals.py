@@ -131,7 +131,7 @@ def test_segmentations_in_threads_give_the_same_proposals(name):
     finally:
         image_input.ThreadPoolExecutor = real
     assert calls == [3]  # workers=3 asked for: 3 threads for the 4 segmentations; workers=1: none
-    with pytest.raises(ValueError, match="workers must be >= 1"):
+    with pytest.raises(ValueError, match=rf"{name}: workers \(threads.*must be a finite number >= 1 or None, got 0"):
         create_proposals(name, workers=0)
 
 
@@ -157,3 +157,72 @@ def test_proposal_options_are_checked_by_name_and_type():
     src = create_proposals("segments", sigma=1, min_box=np.float32(4.0), max_boxes=np.int64(50), max_side=None,
                            scales=(50, 150.0))
     assert src.max_boxes == 50 and src.max_side is None
+
+
+def test_proposal_options_out_of_range_are_named_not_silently_used():
+    """NaN, negative or out-of-range numbers: a ValueError naming the source and option at build time, not
+    silently wrong proposals (max_side=-5 segmented a 1x1 image, dedup_iou=-1 kept one box, hybrid
+    max_boxes=-1 dropped the last box) or a deep skimage/numpy error on the first image (sigma=-1, seed=-1)."""
+    nan = float("nan")
+    cases = [
+        ("segments", {"max_side": -5}, "segments: max_side must be a finite number >= 16 or None, got -5"),
+        ("segments", {"max_side": 0}, "segments: max_side"),
+        ("segments", {"dedup_iou": -1}, "segments: dedup_iou must be a finite number > 0 and <= 1, got -1"),
+        ("segments", {"dedup_iou": nan}, "segments: dedup_iou"),
+        ("segments", {"sigma": -0.5}, "segments: sigma must be a finite number >= 0, got -0.5"),
+        ("segments", {"sigma": float("inf")}, "segments: sigma"),
+        ("segments", {"min_box": nan}, "segments: min_box"),
+        ("segments", {"max_aspect": nan}, "segments: max_aspect must be a number >= 1"),
+        ("segments", {"seed": -1}, "segments: seed"),
+        ("segments", {"scales": [50.0, nan]}, "segments: scales must be a finite number > 0, got nan"),
+        ("regions", {"max_side": -5}, "regions: max_side"),
+        ("regions", {"sigma": nan}, "regions: sigma"),
+        ("regions", {"seed": -1}, "regions: seed"),
+        ("regions", {"scales": [nan]}, "regions: scales"),
+        ("windows", {"aspect_ratios": [nan]}, "windows: aspect_ratios"),
+        ("windows", {"scales": [0.5, nan]}, "windows: scales"),
+        ("windows", {"min_size": -1}, "windows: min_size"),
+        ("hybrid", {"max_boxes": -1}, "hybrid: max_boxes must be a finite number >= 1, got -1"),
+        ("hybrid", {"max_boxes": 0}, "hybrid: max_boxes"),
+        ("hybrid", {"dedup_iou": -1}, "hybrid: dedup_iou"),
+        ("hybrid", {"segments": {"max_side": -5}}, "segments: max_side"),
+        ("hybrid", {"windows": {"overlap": 1.5}}, "windows: overlap must be in [0, 1), got 1.5"),
+        ("segments", {"max_boxes": 0}, "segments: max_boxes must be a finite number >= 1, got 0"),
+        ("regions", {"max_masks": 0}, "regions: max_masks"),
+        ("windows", {"max_boxes": 0}, "windows: max_boxes"),
+    ]
+    for name, options, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            create_proposals(name, **options)
+    # the limits themselves and "no limit" values still build
+    create_proposals("segments", max_side=16, dedup_iou=1.0, sigma=0.0, min_box=0, max_aspect=float("inf"), seed=0)
+    create_proposals("hybrid", max_boxes=1, dedup_iou=1)
+
+
+def test_numpy_option_values_pass_the_type_check():
+    """Python callers pass numpy arrays and numpy bools; the type check must not turn them away."""
+    img = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    a = create_proposals("segments", scales=np.array([50.0, 150.0]), merge=np.bool_(True))
+    b = create_proposals("segments", scales=(50.0, 150.0), merge=True)
+    np.testing.assert_array_equal(a(img), b(img))
+    create_proposals("windows", scales=np.array([0.5]), aspect_ratios=np.array([1.0]))
+    with pytest.raises(TypeError, match=re.escape("option scales=array([[50.]]) must be Sequence[float]")):
+        create_proposals("segments", scales=np.array([[50.0]]))
+
+
+def test_plug_in_factories_without_annotations_or_with_kwargs():
+    """A plug-in's factory: no annotations → any value passes to it, unknown names are still named;
+    ``**kwargs`` → every option passes through; a ``*args`` name is not a keyword option."""
+    from ovtools.proposals.registry import check_options
+
+    def plain(a, b=2, *rest):
+        return lambda image: np.zeros((0, 4), np.float32)
+
+    def loose(**kwargs):
+        return lambda image: np.zeros((0, 4), np.float32)
+
+    check_options("plain", plain, {"a": "anything", "b": [1, 2]})
+    check_options("loose", loose, {"zz": [1], "device": "cuda"})
+    for bad in ("c", "rest"):
+        with pytest.raises(TypeError, match=re.escape(f"'plain' has no option {bad!r}; its options: ['a', 'b']")):
+            check_options("plain", plain, {"a": 1, bad: 1})

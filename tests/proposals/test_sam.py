@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -255,3 +256,22 @@ def test_sam_never_runs_on_mps(tiny, monkeypatch):
     create_proposals("sam", model=tiny, default_device="mps", **LOOSE)
     create_proposals("sam", model=tiny, **LOOSE)  # device "auto"
     assert seen == [torch.device("cpu")] * 2
+
+
+def test_sam_options_out_of_range_and_devices_are_named(tiny):
+    """Thresholds outside [0, 1] or NaN silently kept or dropped every mask; a bad SAM device (in a preset's
+    proposal_options, next to the pipeline's own device) and a checkpoint that is no path are named."""
+    cases = [
+        ({"pred_iou_thresh": float("nan")}, ValueError, "sam: pred_iou_thresh must be a finite number >= 0"),
+        ({"stability_score_thresh": 5}, ValueError, "sam: stability_score_thresh"),
+        ({"box_nms_thresh": -1}, ValueError, "sam: box_nms_thresh must be a finite number > 0 and <= 1, got -1"),
+        ({"device": "nonsense"}, ValueError, "SAM device='nonsense' is not a torch device"),
+        ({"device": "meta"}, ValueError, "SAM device='meta'"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(({"device": "cuda"}, ValueError, "SAM device='cuda' asked for but CUDA is not available"))
+    for options, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            create_proposals("sam", model=tiny, **options)
+    with pytest.raises(TypeError, match=re.escape("option checkpoint=5 must be str | Path | None")):
+        create_proposals("sam", checkpoint=5)
