@@ -57,13 +57,19 @@ def create_proposals(name: str, *, default_device: Any = None, **kwargs: Any):
     Raises:
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
         TypeError: an option the source does not have, or of the wrong type (see :func:`check_options`).
-        ValueError: an option out of range (the source's own check).
+        ValueError: an option out of range (the source's own check, its message prefixed with the
+            source's name).
     """
     factory = PROPOSALS.get(name)
     check_options(name, factory, kwargs)
     if default_device is not None and "device" not in kwargs and takes_device(factory):
         kwargs["device"] = default_device
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except ValueError as e:
+        if type(e) is not ValueError:  # UnknownNameError, WeightsUnavailableError...: their own messages and types
+            raise
+        raise ValueError(f"proposal source {name!r}: {e}") from e
 
 
 def takes_device(factory: Any) -> bool:

@@ -157,3 +157,16 @@ def test_proposal_options_are_checked_by_name_and_type():
     src = create_proposals("segments", sigma=1, min_box=np.float32(4.0), max_boxes=np.int64(50), max_side=None,
                            scales=(50, 150.0))
     assert src.max_boxes == 50 and src.max_side is None
+
+
+def test_proposal_option_out_of_range_names_the_source():
+    """A preset's 'workers: 0' (or any value the source rejects) is named with its source, as a
+    mistyped option is, not a bare 'workers must be >= 1' with no hint of where it came from."""
+    cases = [
+        ("segments", {"workers": 0}, r"^proposal source 'segments': workers must be >= 1"),
+        ("regions", {"workers": -1}, r"^proposal source 'regions': workers must be >= 1"),
+        ("hybrid", {"segments": {"workers": 0}}, r"^proposal source 'hybrid': workers must be >= 1"),
+    ]
+    for name, options, message in cases:
+        with pytest.raises(ValueError, match=message):
+            create_proposals(name, **options)
