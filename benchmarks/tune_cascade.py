@@ -77,14 +77,15 @@ def ap50(pipe, data, scenes, pick) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("work", type=Path)
-    ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--scenes", type=int, default=40)
-    ap.add_argument("--image-size", type=int, default=192)
+    ap.add_argument("work", type=Path, help="work folder: the scenes are generated into WORK/scenes-SEED-SIZE[-LO-HI] "
+                    "once and reused by later runs with the same seed, size, objects and --scenes")
+    ap.add_argument("--seed", type=int, default=1000, help="datagen seed (1000: tuning scenes; 2002: held-out)")
+    ap.add_argument("--scenes", type=int, default=40, help="number of scenes (default 40)")
+    ap.add_argument("--image-size", type=int, default=192, help="scene side in pixels (default 192)")
     ap.add_argument("--objects", default="3,6", help="fewest,most objects per scene")
-    ap.add_argument("--sides", default="0,256,512")
-    ap.add_argument("--k", default="20,30,40,50")
-    ap.add_argument("--nms", default="none,0.5")
+    ap.add_argument("--sides", default="0,256,512", help="ranking pass sides in pixels, 0 = the processing frame")
+    ap.add_argument("--k", default="20,30,40,50", help="cascade budgets (crops per image)")
+    ap.add_argument("--nms", default="none,0.5", help="NMS IoUs on the ranks before the budget; none = rank order")
     ap.add_argument("--adaptive", action="store_true", help="also budgets that adapt per image (ranking at the "
                     "last --sides value, NMS IoU 0.5): k from the number of NMS survivors, or every candidate "
                     "within d logits of the best")
@@ -97,6 +98,9 @@ def main() -> None:
         run_cli(["datagen", root, "--kind", "scenes", "--n", args.scenes, "--seed", args.seed, "--min-objects", lo,
                  "--max-objects", hi, "--image-size", args.image_size])
     data = read_coco(root / "annotations.json")
+    if len(data.image_ids) != args.scenes:
+        ap.exit(2, f"tune_cascade.py: {root} holds {len(data.image_ids)} scenes, --scenes {args.scenes} asked for: "
+                   "give another work folder or remove that one\n")
     pipe = DetectPipeline("detect-shapes")
     sides = [int(v) for v in args.sides.split(",")]
     scenes = measure(pipe, data, sides)

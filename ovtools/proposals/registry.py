@@ -61,7 +61,7 @@ def create_proposals(name: str, *, default_device: Any = None, **kwargs: Any):
     Raises:
         UnknownNameError: ``name`` is not registered; the message lists the valid names.
         TypeError: an option the source does not have, or of the wrong type (see :func:`check_options`).
-        ValueError: an option out of range (the source's own check).
+        ValueError: an option out of range (the source's own check; its message starts with the source's name).
     """
     factory = PROPOSALS.get(name)
     check_options(name, factory, kwargs)

@@ -226,3 +226,16 @@ def test_plug_in_factories_without_annotations_or_with_kwargs():
     for bad in ("c", "rest"):
         with pytest.raises(TypeError, match=re.escape(f"'plain' has no option {bad!r}; its options: ['a', 'b']")):
             check_options("plain", plain, {"a": 1, bad: 1})
+
+
+def test_proposal_option_out_of_range_names_the_source():
+    """A preset's 'workers: 0' (or any value the source rejects) is named with its source, as a
+    mistyped option is, not a bare 'workers must be >= 1' with no hint of where it came from."""
+    cases = [
+        ("segments", {"workers": 0}, r"^segments: workers .* must be a finite number >= 1 or None, got 0"),
+        ("regions", {"workers": -1}, r"^regions: workers .* must be a finite number >= 1 or None, got -1"),
+        ("hybrid", {"segments": {"workers": 0}}, r"^segments: workers .* must be a finite number >= 1"),
+    ]
+    for name, options, message in cases:
+        with pytest.raises(ValueError, match=message):
+            create_proposals(name, **options)
