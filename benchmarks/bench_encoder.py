@@ -93,7 +93,7 @@ def main() -> None:
     from ovtools.encoders.loading import resolve_device
 
     try:  # --device cuda on a machine without CUDA: one line, exit 2
-        resolve_device(args.device)
+        args.device = str(resolve_device(args.device))  # "auto" -> the device it picks, so the clock syncs
     except ValueError as e:
         ap.error(f"--device: {e}")
     if args.rounds < 1 or args.batch < 1:
