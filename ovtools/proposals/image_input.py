@@ -70,6 +70,29 @@ def check_workers(workers: int | None, source: str) -> int | None:
     return None if workers is None else int(workers)
 
 
+def check_felzenszwalb_options(source: str, scales, sigma, min_region, max_side, seed,
+                               workers) -> tuple[tuple[float, ...], int | None]:
+    """Check the options the Felzenszwalb-based sources (``segments``, ``regions``) share, each named with
+    ``source``: ``scales`` non-empty and positive, ``sigma`` and ``seed`` >= 0, ``min_region`` >= 1,
+    ``max_side`` >= 16 or ``None``, ``workers`` as :func:`check_workers`.
+
+    Returns:
+        ``(scales as a tuple of floats, workers)``.
+
+    Raises:
+        ValueError: an option out of range or NaN.
+    """
+    checked = tuple(float(check_number(f"{source}: scales", s, low=0, low_open=True)) for s in scales)
+    if not checked:
+        raise ValueError(f"{source}: scales must be a non-empty sequence of positive numbers, got {scales!r}")
+    workers = check_workers(workers, source)
+    check_number(f"{source}: sigma", sigma, low=0)
+    check_number(f"{source}: max_side", max_side, low=16, none=True)
+    check_number(f"{source}: seed", seed, low=0)
+    check_number(f"{source}: min_region", min_region, low=1)
+    return checked, workers
+
+
 def map_in_threads(fn: Callable[[T], R], items: Sequence[T], workers: int | None) -> list[R]:
     """``[fn(x) for x in items]``, the calls spread over up to ``workers`` threads, results in order.
 

@@ -29,7 +29,7 @@ import torch
 from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_masks, resize_masks
-from .image_input import check_workers, felzenszwalb_input, map_in_threads
+from .image_input import check_felzenszwalb_options, felzenszwalb_input, map_in_threads
 from .registry import check_number, register_proposals
 from .segments import hierarchical_grouping
 
@@ -82,17 +82,11 @@ class RegionMaskProposals:
         seed: int = 0,
         workers: int | None = None,
     ) -> None:
-        self.scales = tuple(float(check_number("regions: scales", s, low=0, low_open=True)) for s in scales)
-        if not self.scales:
-            raise ValueError(f"regions: scales must be a non-empty sequence of positive numbers, got {scales!r}")
-        self.workers = check_workers(workers, "regions")
-        check_number("regions: sigma", sigma, low=0)
-        check_number("regions: max_side", max_side, low=16, none=True)
-        check_number("regions: seed", seed, low=0)
+        self.scales, self.workers = check_felzenszwalb_options("regions", scales, sigma, min_region, max_side, seed,
+                                                               workers)
         if not 0 <= min_area < max_area <= 1:
             raise ValueError(f"regions: need 0 <= min_area < max_area <= 1, got {min_area}, {max_area}")
         check_number("regions: max_masks", max_masks, low=1)
-        check_number("regions: min_region", min_region, low=1)
         if not 0 < dedup_iou <= 1:
             raise ValueError(f"regions: dedup_iou must be in (0, 1], got {dedup_iou}")
         self.sigma, self.min_region, self.merge = float(sigma), int(min_region), bool(merge)

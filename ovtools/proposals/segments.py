@@ -36,7 +36,7 @@ from skimage import color
 from skimage.segmentation import felzenszwalb
 
 from ..geometry import dedup_boxes
-from .image_input import check_workers, felzenszwalb_input, map_in_threads
+from .image_input import check_felzenszwalb_options, felzenszwalb_input, map_in_threads
 from .registry import check_number, register_proposals
 
 _BINS = 25
@@ -201,23 +201,17 @@ class SegmentProposals:
         seed: int = 0,
         workers: int | None = None,
     ) -> None:
-        self.scales = tuple(float(check_number("segments: scales", s, low=0, low_open=True)) for s in scales)
-        if not self.scales:
-            raise ValueError(f"segments: scales must be a non-empty sequence of positive numbers, got {scales!r}")
-        self.workers = check_workers(workers, "segments")
-        check_number("segments: sigma", sigma, low=0)
-        check_number("segments: max_side", max_side, low=16, none=True)
+        self.scales, self.workers = check_felzenszwalb_options("segments", scales, sigma, min_region, max_side, seed,
+                                                               workers)
         check_number("segments: min_box", min_box, low=0)
         check_number("segments: max_aspect", max_aspect, low=1, infinite=True)
         check_number("segments: dedup_iou", dedup_iou, low=0, low_open=True, high=1)
-        check_number("segments: seed", seed, low=0)
         self.color_spaces = tuple(color_spaces)
         bad = [c for c in self.color_spaces if c not in ("rgb", "hsv", "lab")]
         if bad or not self.color_spaces:
             raise ValueError(f"segments: color_spaces must be a non-empty subset of ['rgb', 'hsv', 'lab'], "
                              f"got {color_spaces!r}")
         check_number("segments: max_boxes", max_boxes, low=1)
-        check_number("segments: min_region", min_region, low=1)
         self.sigma = float(sigma)
         self.min_region = int(min_region)
         self.merge = bool(merge)

@@ -65,9 +65,9 @@ class SlidingWindows:
         self.aspect_ratios = tuple(float(check_number("windows: aspect_ratios", a, low=0, low_open=True))
                                    for a in aspect_ratios)
         check_number("windows: min_size", min_size, low=0)
-        if not self.scales or min(self.scales) <= 0:
+        if not self.scales:  # each one is positive (checked above)
             raise ValueError(f"windows: scales must be a non-empty sequence of positive fractions, got {scales!r}")
-        if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
+        if not self.aspect_ratios:
             raise ValueError(f"windows: aspect_ratios must be a non-empty sequence of positive ratios, "
                              f"got {aspect_ratios!r}")
         if not 0.0 <= overlap < 1.0:
