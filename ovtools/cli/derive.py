@@ -70,6 +70,13 @@ def _flag(f) -> str:
 NULL = type("Null", (), {"__repr__": lambda self: "null"})()
 
 
+def _bounds(low: float | None, high: float | None, exclusive_low: bool) -> str:
+    """``">= 1"``, ``"> 0.0 and <= 1.0"``, ``"<= 5"``: a setting's range in words ("" for none)."""
+    parts = ([f"{'>' if exclusive_low else '>='} {low}"] if low is not None else []) + \
+        ([f"<= {high}"] if high is not None else [])
+    return " and ".join(parts)
+
+
 def nullable_number(base: type, low: float | None = None, high: float | None = None,
                     exclusive_low: bool = False) -> Callable[[str], Any]:
     """A typer parser for an ``int | None`` / ``float | None`` setting: ``null`` / ``none`` (any case) → :data:`NULL`,
@@ -87,9 +94,7 @@ def nullable_number(base: type, low: float | None = None, high: float | None = N
         except ValueError:
             raise typer.BadParameter(f"{text!r} is not {kind} or null") from None
         if low is not None and (value <= low if exclusive_low else value < low) or high is not None and value > high:
-            raise typer.BadParameter(f"{text} is out of range: must be {'>' if exclusive_low else '>='} {low}"
-                                     + (f" and <= {high}" if high is not None else "") + " (or null)"
-                                     if low is not None else f"{text} is out of range: must be <= {high} (or null)")
+            raise typer.BadParameter(f"{text} is out of range: must be {_bounds(low, high, exclusive_low)} (or null)")
         return value
     return parse
 
@@ -154,16 +159,11 @@ def config_parameters(config_cls, preset: str | None, taken: set[str] | None = N
             typ = bool
             decls = [f"{flag}/--no-{flag[2:]}"] if f.name != "use_cache" else ["--use-cache/--no-cache"]
             decls += [f.metadata["short"]] if f.metadata.get("short") else []
-        elif base in (int, float) and nullable:  # `--cascade-side null` sets None; ranges checked by the config
+        elif base in (int, float) and nullable:  # `--cascade-side null` sets None; the parser checks the range
             typ = base
-            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
-            kwargs.update(parser=nullable_number(base, low, high, bool(f.metadata.get("exclusive_minimum"))),
-                          metavar=f"<{base.__name__}|null>")
-            if low is not None:
-                note = f" Must be {'>' if f.metadata.get('exclusive_minimum') else '>='} {low}"
-                note += f" and <= {high}." if high is not None else "."
-            elif high is not None:
-                note = f" Must be <= {high}."
+            bounds = (f.metadata.get("minimum"), f.metadata.get("maximum"), bool(f.metadata.get("exclusive_minimum")))
+            kwargs.update(parser=nullable_number(base, *bounds), metavar=f"<{base.__name__}|null>")
+            note = f" Must be {_bounds(*bounds)}." if _bounds(*bounds) else ""
         elif base in (int, float, str):
             typ = base
             if f.metadata.get("minimum") is not None and not f.metadata.get("exclusive_minimum"):
