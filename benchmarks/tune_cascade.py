@@ -138,14 +138,9 @@ def adaptive_budgets(pipe, data, scenes, side: int) -> None:
     """AP50 and mean k of per-image budgets: k = f x (NMS-0.5 survivors) in [lo, 100], or the candidates whose
     rank logit is within d of the image's best (at least lo); candidates in cascade_candidates' order."""
     logit_scale, emb = pipe.encoder.logit_scale, pipe.embeddings
-    for s in scenes:  # cascade_candidates' order: NMS survivors by rank, then the others by rank
+    for s in scenes:
         s["rank"] = open_set_scores(s["dense"][side], emb, logit_scale).logits.max(dim=1).values
-        first = nms(s["boxes"].float(), s["rank"].float(), 0.5)
-        rest = torch.ones(len(s["boxes"]), dtype=torch.bool)
-        rest[first] = False
-        others = torch.nonzero(rest)[:, 0]
-        s["order"] = torch.cat([first, others[torch.argsort(s["rank"][others], descending=True)]])
-        s["survivors"] = len(first)
+        s["survivors"] = len(nms(s["boxes"].float(), s["rank"].float(), 0.5))
     objects = [len(data.coco.getAnnIds(imgIds=[s["id"]])) for s in scenes]
     r = np.corrcoef(objects, [s["survivors"] for s in scenes])[0, 1]
     print(f"\nadaptive budgets (ranking at {side or 'frame'} px, NMS 0.5): objects {np.mean(objects):.1f} and NMS "
@@ -155,16 +150,15 @@ def adaptive_budgets(pipe, data, scenes, side: int) -> None:
     def row(label, budget) -> None:
         ks = []
 
-        def pick(s):
+        def pick(s):  # the cascade itself, with this scene's budget as k
             ks.append(min(len(s["boxes"]), budget(s)))
-            return torch.sort(s["order"][: ks[-1]]).values
+            return cascade_candidates(s["dense"][side], emb, logit_scale, ks[-1], s["boxes"], 0.5)
 
         a = ap50(pipe, data, scenes, pick)
         print(f"| {label} | {np.mean(ks):.1f} | {a:.3f} |", flush=True)
 
     def within(s, d, lo):
-        r = s["rank"][s["order"]]
-        return max(lo, min(100, int((r >= r.max() - d).sum())))
+        return max(lo, min(100, int((s["rank"] >= s["rank"].max() - d).sum())))
 
     for f, lo in itertools.product((0.5, 0.75, 1.0), (20, 30)):
         row(f"survivors x{f} in [{lo}, 100]", lambda s, f=f, lo=lo: max(lo, min(100, round(f * s["survivors"]))))
